@@ -1,0 +1,69 @@
+"""The ``edgevid`` command. Each subcommand is a thin wrapper over a library function.
+
+Library code raises :class:`edgevid.errors.EdgevidError`; this is the only place that
+turns one into a message on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgevid import __version__
+from edgevid.errors import EdgevidError
+
+
+class EdgevidGroup(click.Group):
+    """A click group that reports edgevid errors as one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgevidError as e:
+            click.echo(f"edgevid: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgevid: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=EdgevidGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="edgevid")
+def main() -> None:
+    """edgevid: video action recognition from training to real-time edge deployment.
+
+    \b
+    The pipeline, one command per stage:
+      edgevid data synth OUT            make a synthetic motion dataset
+      edgevid train --variant ... --data ROOT
+      edgevid prune --checkpoint RUN/best --variant prune4
+      edgevid export --variant prune4 --fp16
+      edgevid run --source /dev/video0 --model prune4.onnx
+    Or all of it at once, offline on a CPU: edgevid demo
+    """
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """edgevid draws its own progress bars; keep the libraries' own bars and logs out."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def _register() -> None:
+    from edgevid.cli import data, models
+
+    for module in (data, models):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

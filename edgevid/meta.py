@@ -1,0 +1,126 @@
+"""Model metadata: everything a deployed model needs to be fed exactly as it was trained.
+
+One small JSON document travels with every artefact: ``edgevid.json`` beside a checkpoint,
+``metadata_props`` inside an ONNX graph plus a ``.json`` sidecar, a sidecar beside a
+TensorRT engine. The runtime reads nothing else, so it never needs torch or transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgevid import __version__
+from edgevid._atomic import write_json
+from edgevid.errors import MetadataError
+
+META_FILENAME = "edgevid.json"
+
+# Kinetics-400 TimeSformer (facebook/timesformer-base-finetuned-k400) preprocessing constants.
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+
+@dataclass
+class Sampling:
+    """How T frames are drawn from a clip; the runtime derives its stream stride from it."""
+
+    num_frames: int = 8  # T: frames per clip the model sees
+    mode: str = "uniform"  # training: T frames spread uniformly over the whole clip
+    clip_seconds: float | None = None  # typical clip duration in the training data
+    frame_stride: int = 1  # equivalent fixed stride (frames at `fps`) for streaming
+    fps: float | None = None  # typical frame rate of the training data
+
+    def stream_stride(self, stream_fps: float | None) -> int:
+        """Frames to skip between buffered frames so T frames span one training clip."""
+        if stream_fps and self.clip_seconds:
+            return max(1, round(self.clip_seconds * stream_fps / self.num_frames))
+        return max(1, int(self.frame_stride))
+
+
+@dataclass
+class ModelMeta:
+    """What every artefact of a model records about it."""
+
+    labels: list[str]  # class names, index = logit position
+    variant: str = "timesformer"  # registry name the model was built from
+    num_frames: int = 8  # T
+    image_size: int = 224  # H = W after resize-short-side + center crop
+    mean: tuple[float, float, float] = KINETICS_MEAN  # per-channel RGB mean (0..1 scale)
+    std: tuple[float, float, float] = KINETICS_STD  # per-channel RGB std (0..1 scale)
+    sampling: Sampling = field(default_factory=Sampling)
+    num_layers: int | None = None  # encoder layers (after pruning)
+    kept_layers: list[int] | None = None  # indices of the original layers that were kept
+    precision: str = "fp32"  # fp32 | fp16 | int8-static | int8-dynamic
+    input_format: str = "float"  # "float": (B,T,3,H,W) normalised; "uint8": (B,T,H,W,3) RGB
+    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific records (calibration…)
+    edgevid_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise MetadataError("model metadata has no labels")
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        if isinstance(self.sampling, dict):
+            self.sampling = Sampling(**_known(Sampling, self.sampling))
+        if self.sampling.num_frames != self.num_frames:
+            self.sampling.num_frames = self.num_frames
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        d = self.to_dict()
+        d.update(changes)
+        return ModelMeta.from_dict(d)
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        if not isinstance(d, dict) or "labels" not in d:
+            raise MetadataError("model metadata must be a JSON object with 'labels'")
+        try:
+            return cls(**_known(cls, d))
+        except (TypeError, ValueError) as e:
+            raise MetadataError(f"malformed model metadata: {e}") from e
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "metadata") -> ModelMeta:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise MetadataError(f"{source}: not valid JSON ({e.msg})") from e
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (a file, or a folder that gets ``edgevid.json``), atomically."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / META_FILENAME
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ModelMeta:
+        path = Path(path)
+        if path.is_dir():
+            path = path / META_FILENAME
+        if not path.is_file():
+            raise MetadataError(f"{path}: model metadata not found")
+        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """Keep the keys ``cls`` knows: metadata written by a newer edgevid still loads."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}

@@ -1,0 +1,157 @@
+"""Video files: probe, decode selected frames, write. OpenCV only (no torch).
+
+Frames come out as uint8 RGB arrays of shape (H, W, 3); clips as (T, H, W, 3).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevid._atomic import atomic_path
+from edgevid.errors import VideoError
+from edgevid.runtime._cv import cv2
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+MAX_PIXELS = 8192 * 8192  # larger frames are refused rather than exhausting memory
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    num_frames: int  # as reported by the container; decoding may yield a few less
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _open(path: str | os.PathLike) -> cv2.VideoCapture:
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"{p}: no such file")
+    if not p.is_file():
+        raise VideoError(f"{p}: not a file")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{p}: empty file")
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"{p}: cannot be opened as a video (corrupt or not a video)")
+    return cap
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's frame count, fps and size without decoding it all.
+
+    Raises :class:`VideoError` for a missing, empty, corrupt or zero-frame file.
+    """
+    cap = _open(path)
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if n <= 0:  # some containers do not store a count: count by demuxing
+            n = 0
+            while cap.grab():
+                n += 1
+    finally:
+        cap.release()
+    if n <= 0 or w <= 0 or h <= 0:
+        raise VideoError(f"{path}: video has no frames")
+    if w * h > MAX_PIXELS:
+        raise VideoError(f"{path}: resolution {w}x{h} is larger than edgevid supports")
+    return VideoInfo(str(path), n, fps if fps > 0 else 25.0, w, h)
+
+
+def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Decode the frames at ``indices`` (any order, repeats allowed) -> (T, H, W, 3) RGB.
+
+    Decodes sequentially once up to the largest index, converting only the frames asked
+    for. When a container over-reports its length, indices past the real end get the
+    last decoded frame (the same padding a short clip gets).
+    """
+    if len(indices) == 0:
+        raise ValueError("read_frames needs at least one index")
+    wanted = sorted(set(int(i) for i in indices))
+    if wanted[0] < 0:
+        raise ValueError(f"negative frame index {wanted[0]}")
+    got: dict[int, np.ndarray] = {}
+    last: np.ndarray | None = None
+    cap = _open(path)
+    try:
+        pos, k = 0, 0
+        while k < len(wanted) and cap.grab():
+            if pos == wanted[k]:
+                ok, bgr = cap.retrieve()
+                if not ok or bgr is None:
+                    break
+                last = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                while k < len(wanted) and wanted[k] == pos:
+                    got[pos] = last
+                    k += 1
+            pos += 1
+    finally:
+        cap.release()
+    if last is None:
+        raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
+    return np.stack([got.get(int(i), last) for i in indices])
+
+
+def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Yield every frame of a file as (H, W, 3) RGB."""
+    cap = _open(path)
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode a whole file -> ((N, H, W, 3) RGB, fps)."""
+    info = probe_video(path)
+    frames = list(iter_frames(path))
+    if not frames:
+        raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
+    return np.stack(frames), info.fps
+
+
+def write_video(
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, rgb: bool = True
+) -> Path:
+    """Write frames (H, W, 3) uint8 to ``path`` (.mp4: MPEG-4 Part 2, .avi: MJPG), atomically."""
+    path = Path(path)
+    fourcc = {".avi": "MJPG"}.get(path.suffix.lower(), "mp4v")
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for frame in frames:
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(
+                        str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h)
+                    )
+                    if not writer.isOpened():
+                        raise VideoError(f"{path}: OpenCV cannot write this container")
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else frame)
+        finally:
+            if writer is not None:
+                writer.release()
+        if writer is None:
+            raise VideoError(f"{path}: no frames to write")
+    return path

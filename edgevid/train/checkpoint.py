@@ -1,0 +1,76 @@
+"""Checkpoints: a Hugging Face folder (config.json + model.safetensors) + ``edgevid.json``.
+
+    run/best/
+      config.json          HF config (num_hidden_layers reflects pruning)
+      model.safetensors    weights
+      edgevid.json         ModelMeta: labels, frames, size, mean/std, sampling, variant
+
+Written atomically as a whole folder, so a kill mid-save leaves the previous checkpoint.
+``TimesformerForVideoClassification.from_pretrained(run/best)`` works without edgevid.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch.nn as nn
+from safetensors import SafetensorError
+
+from edgevid._atomic import atomic_dir
+from edgevid.errors import MetadataError, ModelError
+from edgevid.meta import META_FILENAME, ModelMeta, Sampling
+from edgevid.train.models.registry import model_spec
+
+
+def meta_for(model: nn.Module, sampling: Sampling | None = None, **extra) -> ModelMeta:
+    """The metadata that describes ``model`` (labels, geometry, layers) for every artefact."""
+    cfg = model.config
+    labels = [cfg.id2label[i] for i in range(cfg.num_labels)]
+    return ModelMeta(
+        labels=labels,
+        variant=getattr(cfg, "edgevid_variant", "timesformer"),
+        num_frames=cfg.num_frames,
+        image_size=cfg.image_size,
+        sampling=sampling or Sampling(num_frames=cfg.num_frames),
+        num_layers=cfg.num_hidden_layers,
+        kept_layers=getattr(cfg, "edgevid_kept_layers", None),
+        **extra,
+    )
+
+
+def save_checkpoint(model: nn.Module, meta: ModelMeta, path: str | os.PathLike) -> Path:
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        meta.save(tmp / META_FILENAME)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, ModelMeta]:
+    """Load a checkpoint folder written by :func:`save_checkpoint` (or by ``edgevid train``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: checkpoint folder not found")
+    try:
+        meta = ModelMeta.load(path)
+    except MetadataError as e:
+        raise ModelError(f"{path}: not an edgevid checkpoint ({e})") from e
+    spec = model_spec(meta.variant)
+    cls = _model_class(spec.family)
+    try:
+        model = cls.from_pretrained(path)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: checkpoint is corrupt or incomplete ({first})") from e
+    model.config.edgevid_variant = meta.variant
+    return model.to(device).eval(), meta
+
+
+def _model_class(family: str):
+    if family == "scratch":
+        from edgevid.train.models.scratch import ScratchForVideoClassification
+
+        return ScratchForVideoClassification
+    from transformers import TimesformerForVideoClassification
+
+    return TimesformerForVideoClassification

@@ -1,0 +1,131 @@
+"""TimeSformer variants: the Kinetics-400 model and its layer-pruned children.
+
+Hugging Face ``TimesformerForVideoClassification`` (divided space-time attention, 12
+encoder layers, 8 frames of 224x224 at base size). ``pruneK`` drops layers so that
+``12 - K`` remain; built from weights, the pruned model keeps the first layers (the
+``last`` strategy: drop the final ones); ``edgevid prune`` also offers importance pruning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn as nn
+from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+from edgevid.errors import ModelError
+from edgevid.train.models.registry import register_model
+
+DEFAULT_WEIGHTS = "facebook/timesformer-base-finetuned-k400"
+WEIGHTS_LICENSE = "CC-BY-NC-4.0"
+
+BASE = dict(  # the Kinetics-400 TimeSformer-base (HF defaults, spelled out)
+    image_size=224,
+    patch_size=16,
+    num_frames=8,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    attention_type="divided_space_time",
+)
+TINY = dict(  # same architecture, small enough to train in minutes on a laptop CPU
+    image_size=32,
+    patch_size=8,
+    num_frames=8,
+    hidden_size=48,
+    num_hidden_layers=12,
+    num_attention_heads=4,
+    intermediate_size=96,
+    attention_type="divided_space_time",
+)
+
+
+def encoder_layers(model: TimesformerForVideoClassification) -> nn.ModuleList:
+    return model.timesformer.encoder.layer
+
+
+def keep_layers(model: TimesformerForVideoClassification, keep: Sequence[int]) -> None:
+    """Prune in place to the encoder layers ``keep`` (indices into the current layers)."""
+    layers = encoder_layers(model)
+    keep = list(keep)
+    if not keep or sorted(set(keep)) != sorted(keep) or not all(0 <= i < len(layers) for i in keep):
+        raise ModelError(f"cannot keep layers {keep} of a {len(layers)}-layer model")
+    prior = getattr(model.config, "edgevid_kept_layers", None) or list(range(len(layers)))
+    model.timesformer.encoder.layer = nn.ModuleList(layers[i] for i in sorted(keep))
+    model.config.num_hidden_layers = len(keep)
+    model.config.edgevid_kept_layers = [prior[i] for i in sorted(keep)]  # in original numbering
+
+
+def set_labels(model: TimesformerForVideoClassification, labels: Sequence[str]) -> None:
+    """Replace the classifier head with a fresh one over ``labels`` (if it differs)."""
+    cfg = model.config
+    if [cfg.id2label.get(i) for i in range(cfg.num_labels)] == list(labels):
+        return
+    head = model.classifier
+    new = nn.Linear(head.in_features, len(labels))
+    nn.init.trunc_normal_(new.weight, std=cfg.initializer_range)
+    nn.init.zeros_(new.bias)
+    model.classifier = new.to(head.weight.device, head.weight.dtype)
+    cfg.num_labels = len(labels)
+    cfg.id2label = dict(enumerate(labels))
+    cfg.label2id = {name: i for i, name in enumerate(labels)}
+
+
+def load_pretrained(weights: str) -> TimesformerForVideoClassification:
+    """A hub id or a local folder -> model; offline failures become one clear ModelError."""
+    local = os.path.isdir(weights)
+    if not local and weights.startswith((".", "/", "~")):
+        raise ModelError(f"{weights}: weights folder not found")
+    try:
+        return TimesformerForVideoClassification.from_pretrained(weights)
+    except (OSError, ValueError) as e:
+        hint = (
+            f"download it once where there is a network (huggingface-cli download "
+            f"{DEFAULT_WEIGHTS} --local-dir DIR) and pass --weights DIR"
+        )
+        where = "local folder" if local else "hub id"
+        raise ModelError(f"cannot load TimeSformer weights from {where} {weights!r}: {hint}") from e
+
+
+def build_timesformer(
+    *,
+    labels: list[str],
+    pretrained: bool,
+    weights: str | None,
+    num_layers: int,
+    size: str = "base",
+    **overrides: Any,
+) -> TimesformerForVideoClassification:
+    if pretrained:
+        model = load_pretrained(weights or DEFAULT_WEIGHTS)
+        if overrides:
+            raise ModelError(f"cannot change {sorted(overrides)} of pretrained weights")
+        set_labels(model, labels)
+    else:
+        cfg = {**(BASE if size == "base" else TINY), **overrides, "num_hidden_layers": 12}
+        model = TimesformerForVideoClassification(
+            TimesformerConfig(
+                **cfg,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={n: i for i, n in enumerate(labels)},
+            )
+        )
+    if num_layers < len(encoder_layers(model)):
+        keep_layers(model, range(num_layers))
+    return model
+
+
+for _size, _prefix in (("base", ""), ("tiny", "tiny-")):
+    _what = "Kinetics-400 TimeSformer-base" if _size == "base" else "tiny TimeSformer (tests)"
+    for _drop in (0, 2, 4, 6, 8):
+        register_model(
+            f"{_prefix}prune{_drop}" if _drop else f"{_prefix}timesformer",
+            family="timesformer",
+            num_layers=12 - _drop,
+            description=f"{_what}, {12 - _drop} encoder layers",
+            size=_size,
+        )(build_timesformer)

@@ -1,0 +1,129 @@
+"""A synthetic action dataset where only motion tells the classes apart.
+
+Each class is a motion of one shape over a textured background: moving left / right /
+up / down, growing / shrinking, turning clockwise / anticlockwise. Positions, sizes and
+angles are drawn so that any single frame has the same distribution in every class:
+one frame cannot tell the class, the order of frames can. The pairs are time reversals
+of each other, so a model that ignores temporal order is capped well below 100%.
+
+Clips are written as real .mp4 files in the folder-per-class layout with UCF101 names
+(``v_<Class>_gGG_cCC.mp4``): clips of one group share a scene (background, shape and
+colour), like clips cut from one long video, so group-aware splitting is exercised too.
+numpy + OpenCV only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevid.errors import DataError
+from edgevid.runtime._cv import cv2
+from edgevid.runtime.video import write_video
+
+MOTIONS = ("MoveLeft", "MoveRight", "MoveUp", "MoveDown", "Grow", "Shrink", "TurnCW", "TurnCCW")
+
+_SHAPES = {  # unit polygons, deliberately asymmetric so that turning is visible
+    "triangle": np.array([[0.0, -1.0], [0.7, 0.8], [-0.5, 0.6]]),
+    "bar": np.array([[-1.0, -0.35], [1.0, -0.35], [1.0, 0.35], [-1.0, 0.35]]),
+    "ell": np.array([[-0.8, -1.0], [-0.2, -1.0], [-0.2, 0.4], [0.8, 0.4], [0.8, 1.0], [-0.8, 1.0]]),
+}
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    width: int = 80  # frame width in pixels (the model center-crops the short side)
+    height: int = 64  # frame height in pixels
+    fps: float = 15.0  # frame rate written to the file
+    min_frames: int = 18  # clip length range, in frames
+    max_frames: int = 30
+    clips_per_group: int = 2  # clips sharing one scene (UCF101-style group)
+    noise: float = 6.0  # std of per-frame pixel noise (camera noise), 0..255 scale
+
+
+@dataclass(frozen=True)
+class _Scene:
+    background: np.ndarray  # (H, W, 3) uint8
+    shape: np.ndarray  # (K, 2) unit polygon
+    color: tuple[int, int, int]
+
+
+def _scene(rng: np.random.Generator, cfg: SynthConfig) -> _Scene:
+    low = rng.integers(0, 256, size=(cfg.height // 8 + 1, cfg.width // 8 + 1, 3)).astype(np.uint8)
+    bg = cv2.resize(low, (cfg.width, cfg.height), interpolation=cv2.INTER_CUBIC)
+    bg = (bg.astype(np.float32) * 0.5 + 40).astype(np.uint8)  # muted, so the shape stands out
+    name = list(_SHAPES)[int(rng.integers(len(_SHAPES)))]
+    color = tuple(int(c) for c in rng.integers(150, 256, size=3))
+    return _Scene(bg, _SHAPES[name], color)  # type: ignore[arg-type]
+
+
+def render_clip(
+    motion: str, num_frames: int, rng: np.random.Generator, cfg: SynthConfig, scene: _Scene
+) -> np.ndarray:
+    """One clip of ``motion`` -> (num_frames, H, W, 3) uint8 RGB."""
+    if motion not in MOTIONS:
+        raise DataError(f"unknown motion {motion!r}; choose from {', '.join(MOTIONS)}")
+    h, w = cfg.height, cfg.width
+    t = np.linspace(-0.5, 0.5, num_frames)  # clip time, centred: mid-frame stats are shared
+    centre = np.array([w / 2, h / 2]) + rng.uniform(-0.12, 0.12, 2) * h
+    size = rng.uniform(0.14, 0.2) * h
+    angle = rng.uniform(0, 2 * np.pi)
+    travel = rng.uniform(0.45, 0.6) * h  # distance covered over the clip
+    pos = np.repeat(centre[None], num_frames, 0)
+    scale = np.full(num_frames, size)
+    theta = np.full(num_frames, angle)
+    direction = {"MoveLeft": (-1, 0), "MoveRight": (1, 0), "MoveUp": (0, -1), "MoveDown": (0, 1)}
+    if motion in direction:
+        pos = centre + np.outer(t, np.array(direction[motion]) * travel)
+    elif motion in ("Grow", "Shrink"):
+        sign = 1 if motion == "Grow" else -1
+        scale = size * np.exp(sign * 1.6 * t)
+    else:
+        sign = 1 if motion == "TurnCW" else -1
+        theta = angle + sign * np.pi * 1.2 * t
+    frames = np.empty((num_frames, h, w, 3), np.uint8)
+    for i in range(num_frames):
+        c, s = np.cos(theta[i]), np.sin(theta[i])
+        poly = scene.shape @ np.array([[c, s], [-s, c]]) * scale[i] + pos[i]
+        frame = scene.background.copy()
+        cv2.fillPoly(frame, [np.round(poly * 16).astype(np.int32)], scene.color, cv2.LINE_AA, 4)
+        noise = rng.normal(0, cfg.noise, frame.shape)
+        frames[i] = np.clip(frame + noise, 0, 255).astype(np.uint8)
+    return frames
+
+
+def make_synthetic_dataset(
+    out: str | os.PathLike,
+    *,
+    classes: int = 5,
+    clips_per_class: int = 20,
+    seed: int = 0,
+    config: SynthConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
+    """Write ``classes x clips_per_class`` clips under ``out/<Motion>/``; return their paths."""
+    cfg = config or SynthConfig()
+    if not 2 <= classes <= len(MOTIONS):
+        raise DataError(f"--classes must be between 2 and {len(MOTIONS)}, got {classes}")
+    if clips_per_class < 1:
+        raise DataError(f"--clips-per-class must be at least 1, got {clips_per_class}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    paths: list[Path] = []
+    for motion in MOTIONS[:classes]:
+        scene = None
+        for k in range(clips_per_class):
+            group, clip = divmod(k, cfg.clips_per_group)
+            if clip == 0:
+                scene = _scene(rng, cfg)
+            n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
+            frames = render_clip(motion, n, rng, cfg, scene)  # type: ignore[arg-type]
+            path = out / motion / f"v_{motion}_g{group + 1:02d}_c{clip + 1:02d}.mp4"
+            paths.append(write_video(path, frames, cfg.fps))
+            if progress:
+                progress(1)
+    return paths

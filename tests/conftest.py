@@ -1,0 +1,49 @@
+"""Shared fixtures: real clips from ../shared/media, a small synthetic dataset, tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a network that is not there
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+MEDIA_CLIPS = {  # name: (frames, width, height, fps) from ../shared/media/README.md
+    "bikes.mp4": (250, 640, 272, 25.0),
+    "bigbuckbunny.mp4": (132, 1280, 720, 25.0),
+    "carphone_pristine.mp4": (120, 176, 144, 29.97),
+}
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    if not MEDIA.is_dir():
+        pytest.skip(f"real clips not found at {MEDIA} (the shared/ folder beside the checkout)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 motion classes x 10 clips, 80x64 at 15 fps: real .mp4 files, UCF101 names."""
+    from edgevid.train.synth import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    make_synthetic_dataset(root, classes=5, clips_per_class=10, seed=0)
+    return root
+
+
+def has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_torch = pytest.mark.skipif(not has_torch(), reason="needs the train extra (torch)")
