@@ -11,6 +11,7 @@ export and evaluation never branch on the family.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,9 @@ def create_model(
 
 
 def _ensure_loaded() -> None:
-    """Import the modules whose decorators fill the registry."""
-    import edgevid.train.models.scratch  # noqa: F401
-    import edgevid.train.models.timesformer  # noqa: F401  (first: it lists first)
+    """Import the modules whose decorators fill the registry, in listing order."""
+    for module in _FAMILY_MODULES:
+        importlib.import_module(module)
+
+
+_FAMILY_MODULES = ("edgevid.train.models.timesformer", "edgevid.train.models.scratch")
