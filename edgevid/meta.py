@@ -17,7 +17,8 @@ from edgevid import __version__
 from edgevid._atomic import write_json
 from edgevid.errors import MetadataError
 
-META_FILENAME = "edgevid.json"
+META_FILENAME = "edgevid.json"  # beside a checkpoint
+ONNX_META_KEY = "edgevid"  # metadata_props key inside an ONNX graph
 
 # Kinetics-400 TimeSformer (facebook/timesformer-base-finetuned-k400) preprocessing constants.
 KINETICS_MEAN = (0.45, 0.45, 0.45)

@@ -47,3 +47,31 @@ def has_torch() -> bool:
 
 
 needs_torch = pytest.mark.skipif(not has_torch(), reason="needs the train extra (torch)")
+
+
+SYNTH_LABELS = ["Grow", "MoveDown", "MoveLeft", "MoveRight", "MoveUp"]  # sorted folder names
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An (untrained) tiny-prune8 checkpoint over the synthetic labels."""
+    pytest.importorskip("torch")
+    import torch
+
+    from edgevid.train.checkpoint import meta_for, save_checkpoint
+    from edgevid.train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tiny-prune8", labels=SYNTH_LABELS).eval()
+    return save_checkpoint(model, meta_for(model), tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported to FP32 ONNX (with metadata_props and sidecar)."""
+    pytest.importorskip("onnx")
+    from edgevid.export.torch_to_onnx import torch_to_onnx
+    from edgevid.train.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(tiny_checkpoint)
+    return torch_to_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "tiny-prune8.onnx")

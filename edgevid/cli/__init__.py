@@ -55,11 +55,15 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
-def _register() -> None:
-    from edgevid.cli import data, models
+# One module per stage; each lists its click commands in COMMANDS.
+_COMMAND_MODULES = ("data", "models", "train", "export", "run", "demo")
 
-    for module in (data, models):
-        for command in module.COMMANDS:
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        for command in importlib.import_module(f"edgevid.cli.{name}").COMMANDS:
             main.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""edgevid.calib: INT8 calibration of ONNX graphs on real clips."""

@@ -1,0 +1,3 @@
+"""``edgevid demo`` commands (being built; see the issue tracker)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""``edgevid export`` commands (being built; see the issue tracker)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""``edgevid run`` commands (being built; see the issue tracker)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""``edgevid train`` commands (being built; see the issue tracker)."""
+
+COMMANDS: list = []
