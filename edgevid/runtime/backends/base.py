@@ -1,0 +1,46 @@
+"""The one interface every backend implements."""
+
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgevid.meta import ModelMeta
+from edgevid.runtime.model_file import check_logits
+
+
+class Backend(abc.ABC):
+    """A loaded model: metadata + ``run(x) -> logits``. Construction validates the file."""
+
+    name: str = "backend"  # e.g. "onnxruntime[CPUExecutionProvider]"
+    meta: ModelMeta  # labels, T, size, mean/std, input_format, ...
+    max_batch: int | None = None  # None: any batch; else run() splits bigger batches
+
+    def __init__(
+        self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None
+    ):
+        self.path = Path(path)
+
+    @abc.abstractmethod
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """One call of the engine on a batch it accepts: (B, ...) -> (B, C) float32 logits."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """x (B, T, 3, S, S) float32 or (B, T, S, S, 3) uint8 -> logits (B, C) float32."""
+        step = self.max_batch or len(x)
+        logits = np.concatenate([self._run(x[i : i + step]) for i in range(0, len(x), step)])
+        if logits.ndim != 2 or logits.shape[1] != self.meta.num_classes:
+            check_logits(self.path, self.meta, logits.shape)  # raises MetadataError
+        return logits.astype(np.float32, copy=False)
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Free engine resources (device buffers...)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,105 @@
+"""ONNX Runtime backend: TensorRT, CUDA or CPU execution provider, best available first."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from edgevid.errors import ModelError
+from edgevid.runtime.backends.base import Backend
+from edgevid.runtime.model_file import check_io, read_meta
+
+# device -> providers to try, best first (only those this onnxruntime build has are used)
+PROVIDERS = {
+    "auto": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "cpu": ("CPUExecutionProvider",),
+}
+_LOAD_ERRORS = (
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoSuchFile,
+    ort_state.NotImplemented,
+    ort_state.RuntimeException,
+)
+
+
+def select_providers(device: str, path: Path, fp16: bool = False) -> list:
+    """The execution providers for ``device`` this build has, with their options."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in PROVIDERS[device] if p in available]
+    if device in ("cuda", "tensorrt") and chosen[0] != PROVIDERS[device][0]:
+        raise ModelError(
+            f"--device {device}: this onnxruntime has no {PROVIDERS[device][0]} "
+            f"(has {', '.join(sorted(available))}); install onnxruntime-gpu"
+        )
+    options = {  # TensorRT EP: cache built engines beside the model, FP16 for FP16 graphs
+        "TensorrtExecutionProvider": {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(path.parent / ".trt-cache"),
+            "trt_fp16_enable": fp16,
+        }
+    }
+    return [(p, options[p]) if p in options else p for p in chosen]
+
+
+class OnnxRuntimeBackend(Backend):
+    def __init__(
+        self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None
+    ):
+        super().__init__(path)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only
+        if threads:
+            so.intra_op_num_threads = threads
+        sidecar = _peek_precision(self.path)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), so, providers=select_providers(device, self.path, sidecar == "fp16")
+            )
+        except _LOAD_ERRORS as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.path}: not a valid ONNX model ({first[:200]})") from e
+        self.meta = read_meta(self.path, self.session.get_modelmeta().custom_metadata_map)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(f"{self.path}: expected one input and a logits output")
+        inp = inputs[0]
+        check_io(self.path, self.meta, inp.name, inp.shape, outputs[0].shape)
+        self.input_name, self.output_name = inp.name, outputs[0].name
+        self.input_dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
+        batch = inp.shape[0]
+        self.max_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self.providers = self.session.get_providers()
+        self.name = f"onnxruntime[{self.providers[0]}]"
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        try:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        except _LOAD_ERRORS as e:
+            first = str(e).strip().splitlines()[0]
+            raise ModelError(f"{self.path}: inference failed ({first[:200]})") from e
+
+
+def _peek_precision(path: Path) -> str | None:
+    """Precision from the sidecar if there is one (decides TensorRT EP FP16 before loading)."""
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return None
+    try:
+        return json.loads(side.read_text(encoding="utf-8")).get("precision")
+    except (json.JSONDecodeError, AttributeError, OSError):
+        return None
+
+
+BACKEND = OnnxRuntimeBackend

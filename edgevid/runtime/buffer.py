@@ -1,0 +1,67 @@
+"""A rolling buffer of the last T prepared frames, sampled with the model's temporal stride.
+
+A training clip of ``clip_seconds`` is seen as T frames spread over it; a stream at
+``fps`` frames per second must space its T buffered frames the same way, so the buffer
+keeps one frame every ``stride = meta.sampling.stream_stride(fps)`` frames and only those
+are resized and cropped (the others cost nothing but their decode).
+
+    buf = ClipBuffer(num_frames=8, image_size=224, stride=3)
+    for frame in frames:
+        buf.push(frame.index, frame.image)
+    clip = buf.clip()                    # (T, S, S, 3) uint8 RGB, oldest first
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgevid.runtime.preprocess import prepare_frame
+
+
+class ClipBuffer:
+    def __init__(self, num_frames: int, image_size: int, stride: int = 1) -> None:
+        if num_frames < 1 or stride < 1:
+            raise ValueError(f"num_frames and stride must be >= 1, got {num_frames}, {stride}")
+        self.num_frames, self.image_size, self.stride = num_frames, image_size, stride
+        self._ring = np.zeros((num_frames, image_size, image_size, 3), np.uint8)  # (T, S, S, 3)
+        self._indices = np.full(num_frames, -1, np.int64)  # stream index of each ring slot
+        self._head = 0  # next slot to write = oldest frame once full
+        self._count = 0  # frames pushed so far (saturates at T)
+        self._next_index = 0  # first stream index the buffer accepts next
+
+    def wants(self, index: int) -> bool:
+        """Is frame ``index`` one the stride keeps? (Gaps from dropped frames are tolerated.)"""
+        return index >= self._next_index
+
+    def push(self, index: int, image: np.ndarray) -> bool:
+        """Offer frame ``index`` (H, W, 3) RGB; it is prepared and kept if the stride wants it."""
+        if not self.wants(index):
+            return False
+        self._ring[self._head] = prepare_frame(image, self.image_size)
+        self._indices[self._head] = index
+        self._head = (self._head + 1) % self.num_frames
+        self._count = min(self._count + 1, self.num_frames)
+        self._next_index = index + self.stride
+        return True
+
+    @property
+    def full(self) -> bool:
+        return self._count == self.num_frames
+
+    def indices(self) -> np.ndarray:
+        """Stream indices of the buffered frames, oldest first: (n,) int64."""
+        return np.roll(self._indices, -self._head)[self.num_frames - self._count :]
+
+    def clip(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The buffered frames oldest first, (T, S, S, 3) uint8; needs a full buffer."""
+        if not self.full:
+            raise ValueError(f"buffer holds {self._count} of {self.num_frames} frames")
+        if out is None:
+            out = np.empty_like(self._ring)
+        k = self.num_frames - self._head
+        out[:k], out[k:] = self._ring[self._head :], self._ring[: self._head]
+        return out
+
+    def clear(self) -> None:
+        self._head = self._count = self._next_index = 0
+        self._indices[:] = -1

@@ -1,0 +1,229 @@
+"""Capture in its own thread: a reader feeds a bounded queue the inference loop drains.
+
+Live sources (cameras, network streams, a file with ``realtime=True``) never wait for the
+loop: when the queue is full the oldest frame is dropped and counted, so drops happen only
+when inference falls behind and the loop always sees the newest frames. Files wait for the
+loop instead: no frame is ever dropped. A live stream that is lost is reopened with
+exponential backoff for ``reconnect_s`` seconds, then the loop gets a clear SourceError.
+
+    with open_source("rtsp://cam/stream") as src:
+        for frame in src:               # Frame(index, timestamp, image (H, W, 3) RGB, ...)
+            ...
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgevid.errors import EdgevidError, SourceError, VideoError
+from edgevid.runtime.sources import FrameReader, SourceOptions, SourceSpec, resolve_source
+
+MAX_BACKOFF_S = 2.0  # longest wait between two reconnect attempts
+JOIN_TIMEOUT_S = 10.0  # longest wait for a capture thread to stop
+
+
+@dataclass
+class Frame:
+    stream: int  # which source of the run (0-based, in --source order)
+    index: int  # frame number in the stream; dropped frames keep their numbers
+    timestamp: float  # seconds: media time for files, since capture start for live sources
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    decode_s: float  # seconds spent reading + decoding this frame
+    captured_at: float  # time.perf_counter() when it left the decoder
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    queue_size: int = 4  # frames buffered between capture and inference
+    realtime: bool = False  # pace a file at its fps and treat it as live (drops allowed)
+    reconnect_s: float = 10.0  # keep reopening a lost live stream this long, then fail
+
+
+class _End:  # queue sentinel: the stream ended normally
+    pass
+
+
+@dataclass
+class _Failed:  # queue sentinel: the stream failed with this error
+    error: EdgevidError
+
+
+class Source:
+    """A frame source read by a background thread. Opens at construction (errors surface)."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        config: CaptureConfig | None = None,
+        *,
+        stream: int = 0,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.spec, self.config, self.stream = spec, config or CaptureConfig(), stream
+        self.live = spec.live or self.config.realtime
+        self.frames_read = 0  # frames decoded
+        self.frames_dropped = 0  # frames decoded but discarded because the queue was full
+        self.reconnects = 0  # successful reopenings after a loss
+        self._reader: FrameReader = spec.open()
+        self.fps: float | None = self._reader.fps
+        self._queue: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._wake = wake  # set whenever something is queued (lets one loop wait on many)
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name=f"capture-{stream}", daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return self.spec.uri
+
+    # --- consumer side ------------------------------------------------------------------------
+    def start(self) -> Source:
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
+        return self
+
+    def get(self, timeout: float | None = 0.0) -> Frame | None:
+        """The next frame; None if none arrived within ``timeout`` (None: wait forever) or
+        the stream has ended (see :attr:`done`). Raises the stream's error, if it failed."""
+        with self._cond:
+            if not self._queue and not self._done:
+                self._cond.wait_for(lambda: self._queue, timeout)
+            if not self._queue:
+                return None
+            item = self._queue.popleft()
+            self._cond.notify_all()
+        if isinstance(item, Frame):
+            return item
+        self._done = True
+        if isinstance(item, _Failed):
+            raise item.error
+        return None
+
+    @property
+    def done(self) -> bool:
+        """True once the end (or failure) of the stream has been taken from the queue."""
+        return self._done
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.start()
+        while not self._done:
+            frame = self.get(timeout=None)
+            if frame is not None:
+                yield frame
+
+    def close(self) -> None:
+        """Stop the capture thread (it releases the reader) and wait for it."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.ident is None:  # never started: release here
+            self._reader.release()
+        else:  # a reader blocked in FFmpeg returns within its own read timeout
+            self._thread.join(timeout=JOIN_TIMEOUT_S)
+
+    def __enter__(self) -> Source:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- capture thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        reader, index = self._reader, 0
+        started = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                image = reader.read()
+                t1 = time.perf_counter()
+                if image is None:
+                    if not self.spec.live:
+                        if index == 0:
+                            raise VideoError(
+                                f"{self.uri}: no frame could be decoded (corrupt or truncated?)"
+                            )
+                        break
+                    reader.release()
+                    reader = self._reopen()
+                    continue
+                if self.config.realtime and self.fps:
+                    self._stop.wait(max(0.0, started + index / self.fps - time.perf_counter()))
+                    t1 = time.perf_counter()
+                stamp = index / self.fps if (self.fps and not self.spec.live) else t1 - started
+                self._put(Frame(self.stream, index, stamp, image, t1 - t0, t1))
+                index += 1
+            self._put(_End())
+        except EdgevidError as e:
+            self._put(_Failed(e))
+        finally:
+            reader.release()
+
+    def _put(self, item: object) -> None:
+        with self._cond:
+            if isinstance(item, Frame):
+                self.frames_read += 1
+                if self.live:
+                    while len(self._queue) >= self.config.queue_size:
+                        self._queue.popleft()
+                        self.frames_dropped += 1
+                else:
+                    self._cond.wait_for(
+                        lambda: len(self._queue) < self.config.queue_size or self._stop.is_set()
+                    )
+            self._queue.append(item)
+            self._cond.notify_all()
+        if self._wake is not None:
+            self._wake.set()
+
+    def _reopen(self) -> FrameReader:
+        """Reopen a lost live stream with exponential backoff, or raise SourceError."""
+        deadline = time.monotonic() + self.config.reconnect_s
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                reader = self.spec.open()
+                self.reconnects += 1
+                return reader
+            except SourceError:
+                pass
+            if time.monotonic() + delay > deadline:
+                break
+            self._stop.wait(delay)
+            delay = min(2 * delay, MAX_BACKOFF_S)
+        if self._stop.is_set():
+            return _Closed()
+        raise SourceError(
+            f"{self.uri}: stream lost and not back after {self.config.reconnect_s:g} s"
+        )
+
+
+class _Closed:
+    """The reader of a source closed while reconnecting: reads nothing."""
+
+    fps = None
+
+    def read(self) -> np.ndarray | None:
+        return None
+
+    def release(self) -> None:
+        pass
+
+
+def open_source(
+    uri: str | int | os.PathLike,
+    config: CaptureConfig | None = None,
+    options: SourceOptions | None = None,
+    *,
+    stream: int = 0,
+    wake: threading.Event | None = None,
+) -> Source:
+    """Open ``uri`` (any kind in :mod:`edgevid.runtime.sources`) as a threaded Source."""
+    return Source(resolve_source(uri, options), config, stream=stream, wake=wake)

@@ -1,0 +1,95 @@
+"""``Classifier(model).predict(frames)``: a model file in, class probabilities out.
+
+    clf = Classifier("prune4.onnx")
+    pred = clf.predict(frames)           # frames (N, H, W, 3) uint8 RGB, any N, any size
+    pred.label, pred.score, pred.top_k
+
+The stages are separate so the streaming loop can time them: ``prepare`` (per frame:
+resize short side + center crop), ``to_input`` (per clip: normalise, channels first; a
+no-op cast for uint8-input graphs that normalise inside), ``run`` (the backend).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgevid.meta import ModelMeta
+from edgevid.runtime.backends import Backend, load_backend
+from edgevid.runtime.preprocess import normalize_clip, prepare_frame
+from edgevid.runtime.sampling import uniform_indices
+from edgevid.runtime.smoothing import Decision, decide, softmax
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probs: np.ndarray  # (C,) float32 class probabilities
+    labels: list[str]  # class names, index = position in probs
+
+    def decide(self, threshold: float = 0.0, top_k: int = 3) -> Decision:
+        return decide(self.probs, self.labels, threshold, top_k)
+
+    @property
+    def label(self) -> str:
+        return self.labels[int(np.argmax(self.probs))]
+
+    @property
+    def score(self) -> float:
+        return float(np.max(self.probs))
+
+    @property
+    def top_k(self) -> list[tuple[str, float]]:
+        return self.decide(top_k=5).top_k
+
+
+class Classifier:
+    def __init__(
+        self,
+        model: str | os.PathLike | Backend,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> None:
+        self.backend = model if isinstance(model, Backend) else load_backend(model, device, threads)
+        self.meta: ModelMeta = self.backend.meta
+
+    @property
+    def labels(self) -> list[str]:
+        return self.meta.labels
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (S, S, 3) uint8: what the rolling buffer stores."""
+        return prepare_frame(frame, self.meta.image_size)
+
+    def to_input(self, clips: np.ndarray) -> np.ndarray:
+        """(B, T, S, S, 3) uint8 -> the graph's input: (B, T, 3, S, S) float32 normalised,
+        or the uint8 clips themselves when the graph normalises inside."""
+        if self.meta.input_format == "uint8":
+            return np.ascontiguousarray(clips, dtype=np.uint8)
+        return normalize_clip(clips, self.meta.mean, self.meta.std)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Graph input (B, ...) -> probabilities (B, C) float32."""
+        return softmax(self.backend.run(x))
+
+    def predict(self, frames: np.ndarray) -> Prediction | list[Prediction]:
+        """Classify one clip (N, H, W, 3) or a batch (B, N, H, W, 3) of uint8 RGB frames.
+
+        T frames are sampled uniformly from the N given (evaluation sampling), then
+        prepared exactly as in training.
+        """
+        frames = np.asarray(frames)
+        single = frames.ndim == 4
+        batch = frames[None] if single else frames  # (B, N, H, W, 3)
+        if batch.ndim != 5 or batch.shape[-1] != 3:
+            raise ValueError(f"expected (N, H, W, 3) or (B, N, H, W, 3) frames, got {frames.shape}")
+        idx = uniform_indices(batch.shape[1], self.meta.num_frames)
+        clips = np.stack([[self.prepare(clip[i]) for i in idx] for clip in batch])  # (B,T,S,S,3)
+        probs = self.run(self.to_input(clips))
+        preds = [Prediction(p, self.labels) for p in probs]
+        return preds[0] if single else preds
+
+    def close(self) -> None:
+        self.backend.close()

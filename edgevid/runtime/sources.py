@@ -1,0 +1,244 @@
+"""Where frames come from: one URI -> a :class:`FrameReader`, through a registry of kinds.
+
+    clip.mp4, file:///data/clip.mp4     a video file (every frame, no drops)
+    frames/                             a folder of images, in name order
+    /dev/video0, v4l2://0, 0            a V4L2 / USB camera
+    rtsp://, rtmp://, http(s)://, udp://, tcp://   a network stream (OpenCV's FFmpeg)
+    csi://0                             a Jetson CSI camera (nvarguscamerasrc, needs GStreamer)
+    "videotestsrc ! videoconvert ! appsink"   any GStreamer pipeline ending in appsink
+
+:func:`resolve_source` finds the kind and returns a :class:`SourceSpec` whose ``open()``
+(re)opens the reader; the threaded capture around it is :mod:`edgevid.runtime.capture`.
+Every failure to open is a :class:`SourceError` whose message names the URI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgevid.errors import EdgevidError, SourceError
+from edgevid.runtime._cv import cv2
+from edgevid.runtime.video import _open as _open_video_file
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How sources are opened; the defaults suit a camera next to the device."""
+
+    timeout_s: float = 5.0  # network open/read timeout (FFmpeg), then the stream counts as lost
+    folder_fps: float = 25.0  # frame rate assumed for a folder of images
+    csi_width: int = 1280  # CSI camera capture width (nvarguscamerasrc)
+    csi_height: int = 720  # CSI camera capture height
+    csi_fps: int = 30  # CSI camera frame rate
+
+
+class FrameReader(Protocol):
+    """A synchronous frame source. The capture thread is the only caller."""
+
+    fps: float | None  # frames per second as the source reports it, None when unknown
+
+    def read(self) -> np.ndarray | None:
+        """The next frame (H, W, 3) uint8 RGB, or None at the end or when the stream is lost."""
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    uri: str  # what the user typed
+    kind: str  # registry key: file, folder, camera, network, csi, gstreamer
+    live: bool  # camera/stream: frames may be dropped, loss triggers reconnects
+    open: Callable[[], FrameReader]  # opens (or re-opens after a loss) the reader
+
+
+# --- readers ---------------------------------------------------------------------------------
+class OpenCVReader:
+    """cv2.VideoCapture, BGR -> RGB."""
+
+    def __init__(self, cap: cv2.VideoCapture) -> None:
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else None  # some streams report 0 or 90000
+
+    def read(self) -> np.ndarray | None:
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            return None
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def release(self) -> None:
+        self._cap.release()
+
+
+class ImageFolderReader:
+    """The images of a folder in name order, as a (non-live) stream at ``fps``."""
+
+    def __init__(self, paths: list[Path], fps: float) -> None:
+        self._paths, self._next, self.fps = paths, 0, fps
+
+    def read(self) -> np.ndarray | None:
+        while self._next < len(self._paths):
+            path = self._paths[self._next]
+            self._next += 1
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is not None:  # an unreadable image is skipped, like a dropped frame
+                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return None
+
+    def release(self) -> None:
+        self._next = len(self._paths)
+
+
+# --- the registry ----------------------------------------------------------------------------
+Opener = Callable[[str, SourceOptions], FrameReader]
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    name: str  # registry key
+    live: bool  # see SourceSpec.live
+    matches: Callable[[str], bool]  # does this URI belong to this kind?
+    opener: Opener  # (uri, options) -> an open reader, or SourceError
+
+
+_KINDS: list[SourceKind] = []  # tried in registration order; "file" is the catch-all, last
+
+
+def register_source(
+    name: str, *, live: bool, matches: Callable[[str], bool]
+) -> Callable[[Opener], Opener]:
+    def deco(opener: Opener) -> Opener:
+        _KINDS.append(SourceKind(name, live, matches, opener))
+        return opener
+
+    return deco
+
+
+def list_sources() -> list[str]:
+    return [k.name for k in _KINDS]
+
+
+def resolve_source(
+    uri: str | int | os.PathLike, options: SourceOptions | None = None
+) -> SourceSpec:
+    """Find the kind of ``uri``; nothing is opened yet (``spec.open()`` does that)."""
+    uri = os.fspath(uri) if not isinstance(uri, int) else str(uri)
+    options = options or SourceOptions()
+    kind = next(k for k in _KINDS if k.matches(uri))
+    return SourceSpec(uri, kind.name, kind.live, lambda: kind.opener(uri, options))
+
+
+def open_reader(uri: str | int | os.PathLike, options: SourceOptions | None = None) -> FrameReader:
+    """Open ``uri`` now and return its reader (no thread): a SourceError names what failed."""
+    return resolve_source(uri, options).open()
+
+
+def has_gstreamer() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+def _opened(cap: cv2.VideoCapture, uri: str, why: str) -> OpenCVReader:
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(f"{uri}: {why}")
+    return OpenCVReader(cap)
+
+
+def _is_pipeline(uri: str) -> bool:
+    return "!" in uri and "appsink" in uri
+
+
+@register_source("gstreamer", live=True, matches=_is_pipeline)
+def _open_pipeline(uri: str, options: SourceOptions) -> FrameReader:
+    if not has_gstreamer():
+        raise SourceError(
+            f"{uri!r}: GStreamer pipelines need OpenCV built with GStreamer "
+            "(this OpenCV has none: on a Jetson use the JetPack OpenCV, not opencv-python)"
+        )
+    return _opened(cv2.VideoCapture(uri, cv2.CAP_GSTREAMER), uri, "GStreamer pipeline failed")
+
+
+def csi_pipeline(sensor_id: int, options: SourceOptions) -> str:
+    """The nvarguscamerasrc pipeline of a Jetson CSI camera, BGR frames into an appsink."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM),width={options.csi_width},height={options.csi_height},"
+        f"framerate={options.csi_fps}/1 ! nvvidconv ! video/x-raw,format=BGRx ! "
+        "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=2"
+    )
+
+
+@register_source("csi", live=True, matches=lambda u: u.startswith("csi://"))
+def _open_csi(uri: str, options: SourceOptions) -> FrameReader:
+    sensor = uri.removeprefix("csi://") or "0"
+    if not sensor.isdigit():
+        raise SourceError(f"{uri}: a CSI camera is csi://N with N the sensor id")
+    if not has_gstreamer():
+        raise SourceError(
+            f"{uri}: CSI cameras need OpenCV built with GStreamer (nvarguscamerasrc); "
+            "this OpenCV has none: on a Jetson use the JetPack OpenCV, not opencv-python"
+        )
+    pipeline = csi_pipeline(int(sensor), options)
+    return _opened(cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), uri, "CSI camera cannot open")
+
+
+_CAMERA = re.compile(r"^(?:v4l2://)?(?:/dev/video)?(\d+)$")
+
+
+@register_source("camera", live=True, matches=lambda u: bool(_CAMERA.match(u)))
+def _open_camera(uri: str, options: SourceOptions) -> FrameReader:
+    index = int(_CAMERA.match(uri).group(1))  # type: ignore[union-attr]
+    device = Path(f"/dev/video{index}")
+    if os.name == "posix" and Path("/dev").is_dir() and not device.exists():
+        raise SourceError(f"{uri}: no such camera ({device} does not exist)")
+    api = cv2.CAP_V4L2 if device.exists() else cv2.CAP_ANY
+    return _opened(cv2.VideoCapture(index, api), uri, "camera cannot be opened (busy? no access?)")
+
+
+def _is_network(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower() in NETWORK_SCHEMES and "://" in uri
+
+
+@register_source("network", live=True, matches=_is_network)
+def _open_network(uri: str, options: SourceOptions) -> FrameReader:
+    ms = int(options.timeout_s * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+    return _opened(cap, uri, "cannot open the stream (unreachable, refused, or not a video)")
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file://")).expanduser()
+
+
+@register_source("folder", live=False, matches=lambda u: _local_path(u).is_dir())
+def _open_folder(uri: str, options: SourceOptions) -> FrameReader:
+    folder = _local_path(uri)
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise SourceError(f"{uri}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return ImageFolderReader(paths, options.folder_fps)
+
+
+@register_source("file", live=False, matches=lambda u: True)
+def _open_file(uri: str, options: SourceOptions) -> FrameReader:
+    path = _local_path(uri)
+    if not path.exists() and "://" in uri:
+        raise SourceError(f"{uri}: unknown source scheme (try a file, /dev/videoN, rtsp://...)")
+    try:
+        return OpenCVReader(_open_video_file(path))
+    except EdgevidError as e:
+        raise SourceError(str(e)) from e

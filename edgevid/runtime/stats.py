@@ -1,0 +1,107 @@
+"""Run statistics: per-stage latency percentiles, frame counts, throughput.
+
+Stages: decode (capture thread, per frame), preprocess (resize/crop per buffered frame,
+normalisation per inference), buffer (assembling clips), inference (the backend call,
+per batch). The runtime's own overhead is decode + preprocess + buffer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STAGES = ("decode", "preprocess", "buffer", "inference")
+OVERHEAD_STAGES = ("decode", "preprocess", "buffer")
+
+
+@dataclass
+class StreamCounts:
+    uri: str  # the source as given
+    frames_read: int = 0  # decoded frames
+    frames_dropped: int = 0  # decoded but discarded because inference fell behind
+    inferences: int = 0  # results produced
+    reconnects: int = 0  # times a lost live stream was reopened
+
+
+@dataclass
+class Stats:
+    stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # seconds
+    streams: list[StreamCounts] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # seconds, newest frame -> result
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages[stage].append(seconds)
+
+    def stop(self) -> None:
+        self.finished = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    def summary(self) -> dict:
+        """Everything as plain JSON-able numbers (milliseconds for times)."""
+        frames = sum(s.frames_read for s in self.streams)
+        totals = {k: float(np.sum(v)) for k, v in self.stages.items()}
+        overhead = sum(totals.get(k, 0.0) for k in OVERHEAD_STAGES)
+        return {
+            "elapsed_s": round(self.elapsed, 3),
+            "frames_read": frames,
+            "frames_dropped": sum(s.frames_dropped for s in self.streams),
+            "inferences": sum(s.inferences for s in self.streams),
+            "fps": round(frames / self.elapsed, 2) if self.elapsed > 0 else 0.0,
+            "stages_ms": {k: percentiles(v) for k, v in self.stages.items() if v},
+            "stage_totals_s": {k: round(v, 4) for k, v in totals.items()},
+            "overhead_ratio": (
+                round(overhead / totals["inference"], 4) if totals.get("inference") else None
+            ),
+            "latency_ms": percentiles(self.latency),
+            "streams": [s.__dict__ for s in self.streams],
+        }
+
+    def format(self) -> str:
+        """A few human lines for stderr at the end of a run."""
+        s = self.summary()
+        lines = [
+            f"{s['frames_read']} frames read, {s['frames_dropped']} dropped, "
+            f"{s['inferences']} inferences in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps)"
+        ]
+        for name in (*STAGES, *(k for k in s["stages_ms"] if k not in STAGES)):
+            p = s["stages_ms"].get(name)
+            if p:
+                lines.append(
+                    f"  {name:<11} p50 {p['p50']:8.2f} ms  p95 {p['p95']:8.2f} ms  "
+                    f"p99 {p['p99']:8.2f} ms  (n={p['n']})"
+                )
+        if s["latency_ms"]:
+            p = s["latency_ms"]
+            lines.append(
+                f"  {'latency':<11} p50 {p['p50']:8.2f} ms  p95 {p['p95']:8.2f} ms  "
+                f"p99 {p['p99']:8.2f} ms  (frame decoded -> result)"
+            )
+        for st in self.streams if len(self.streams) > 1 else []:
+            lines.append(
+                f"  [{st.uri}] read {st.frames_read}, dropped {st.frames_dropped}, "
+                f"inferences {st.inferences}, reconnects {st.reconnects}"
+            )
+        return "\n".join(lines)
+
+
+def percentiles(values: list[float]) -> dict:
+    """Seconds -> {"p50", "p95", "p99", "mean" in ms, "n"}; {} when empty."""
+    if not values:
+        return {}
+    ms = np.asarray(values, np.float64) * 1e3
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(ms.mean()), 3),
+        "n": int(ms.size),
+    }
