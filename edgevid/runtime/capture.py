@@ -86,7 +86,7 @@ class Source:
 
     # --- consumer side ------------------------------------------------------------------------
     def start(self) -> Source:
-        if not self._thread.is_alive() and not self._stop.is_set():
+        if self._thread.ident is None and not self._stop.is_set():  # start once
             self._thread.start()
         return self
 
@@ -194,9 +194,10 @@ class Source:
                 return reader
             except SourceError:
                 pass
-            if time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
-            self._stop.wait(delay)
+            self._stop.wait(min(delay, remaining))
             delay = min(2 * delay, MAX_BACKOFF_S)
         if self._stop.is_set():
             return _Closed()
