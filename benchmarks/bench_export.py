@@ -1,0 +1,240 @@
+"""Export benchmark: PyTorch eager vs ONNX Runtime FP32 / FP16 / INT8 on this CPU.
+
+For each variant (random weights at full size: speed does not depend on the values) it
+exports FP32, FP16, INT8 static (minmax, calibrated on the real clips in ../shared/media)
+and INT8 dynamic graphs, then measures every backend in its own subprocess so that peak
+RSS is that backend's alone: seconds per clip and clips/s at batch 1, model size, peak
+RSS, and the ratio to PyTorch eager. All numbers come from one run.
+
+    python benchmarks/bench_export.py                       # every variant, ~15 min
+    python benchmarks/bench_export.py --variants prune4,prune8 --iters 3
+
+Writes benchmarks/results/bench_export.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+BACKENDS = ("eager", "ort-fp32", "ort-fp16", "ort-int8-static", "ort-int8-dynamic")
+DEFAULT_VARIANTS = ("timesformer", "prune2", "prune4", "prune6", "prune8")
+
+
+# --- worker: one backend, one model, in a fresh process ---------------------------------
+def worker(args: argparse.Namespace) -> None:
+    """Time ``args.iters`` batch-1 runs after one warm-up; print a JSON line.
+
+    The median is the headline; the best run is kept too, since this CPU may be shared.
+    """
+    threads = os.cpu_count() or 1
+    x = np.random.default_rng(0).standard_normal((1, 8, 3, 224, 224), dtype=np.float32)
+    if args.backend == "eager":
+        import torch
+
+        from edgevid.train.models import create_model
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = create_model(args.variant).eval()
+        xt = torch.from_numpy(x)
+
+        def run() -> None:
+            with torch.inference_mode():
+                model(pixel_values=xt)
+
+    else:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+
+        def run() -> None:
+            sess.run(None, {name: x})
+
+    run()  # warm-up: allocations, kernel selection
+    times = []
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    result = {"s_per_clip": float(np.median(times)), "best_s_per_clip": float(min(times))}
+    print(json.dumps(result | {"peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: that one survives fork + exec, so a
+    worker started by a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB -> MB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(backend: str, variant: str, model: str | None, iters: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", backend, "--variants", variant]
+    cmd += ["--iters", str(iters)] + (["--model", model] if model else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- driver -------------------------------------------------------------------------------
+def calibration_clips(meta):
+    from edgevid.calib.clips import ClipSet, folder_clips
+
+    if MEDIA.is_dir():
+        return folder_clips(MEDIA, meta)
+    rng = np.random.default_rng(0)  # no real clips: random frames still exercise the path
+    frames = rng.integers(0, 256, (4, meta.num_frames, meta.image_size, meta.image_size, 3))
+    return ClipSet(frames.astype(np.uint8), [None] * 4, ["random"] * 4)
+
+
+def export_all(variant: str, work: Path) -> tuple[dict[str, Path], dict[str, float], float]:
+    """FP32/FP16/INT8 graphs of ``variant``; returns paths, export seconds, eager MB."""
+    import torch
+
+    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.export.fp16 import onnx_to_fp16
+    from edgevid.export.torch_to_onnx import torch_to_onnx
+    from edgevid.train.checkpoint import meta_for
+    from edgevid.train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(variant).eval()
+    meta = meta_for(model)
+    eager_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    paths = {k: work / f"{variant}-{k}.onnx" for k in BACKENDS[1:]}
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    torch_to_onnx(model, meta, paths["ort-fp32"])
+    seconds["ort-fp32"] = time.perf_counter() - t
+    del model
+    t = time.perf_counter()
+    onnx_to_fp16(paths["ort-fp32"], paths["ort-fp16"])
+    seconds["ort-fp16"] = time.perf_counter() - t
+    t = time.perf_counter()
+    onnx_to_int8_static(paths["ort-fp32"], paths["ort-int8-static"], calibration_clips(meta))
+    seconds["ort-int8-static"] = time.perf_counter() - t
+    t = time.perf_counter()
+    onnx_to_int8_dynamic(paths["ort-fp32"], paths["ort-int8-dynamic"])
+    seconds["ort-int8-dynamic"] = time.perf_counter() - t
+    return paths, seconds, eager_mb
+
+
+def bench_variant(variant: str, iters: int, work: Path) -> list[dict]:
+    paths, export_s, eager_mb = export_all(variant, work)
+    rows = []
+    for backend in BACKENDS:
+        path = paths.get(backend)
+        r = measure(backend, variant, str(path) if path else None, iters)
+        mb = path.stat().st_size / 2**20 if path else eager_mb
+        rows.append(
+            {"variant": variant, "backend": backend, "model_mb": mb}
+            | {"export_s": export_s.get(backend)}
+            | r
+        )
+        print_row(rows[-1], rows[0])
+    for path in paths.values():
+        path.unlink(missing_ok=True)
+    return rows
+
+
+def print_row(row: dict, eager: dict) -> None:
+    if "error" in row:
+        print(f"{row['variant']:<12}{row['backend']:<18} error: {row['error']}", flush=True)
+        return
+    speedup = eager.get("s_per_clip", float("nan")) / row["s_per_clip"]
+    row["speedup_vs_eager"] = speedup
+    print(
+        f"{row['variant']:<12}{row['backend']:<18}{row['s_per_clip']:>9.3f}"
+        f"{row['best_s_per_clip']:>8.3f}{1 / row['s_per_clip']:>9.2f}{row['model_mb']:>9.1f}"
+        f"{row['peak_rss_mb']:>10.0f}"
+        f"{speedup:>8.2f}x",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    ap.add_argument("--iters", type=int, default=5, help="timed runs per backend (median)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_export.json"))
+    ap.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.backend, args.variant = args.worker, args.variants
+        return worker(args)
+
+    print(
+        f"{'variant':<12}{'backend':<18}{'s/clip':>9}{'best':>8}{'clips/s':>9}{'MB':>9}"
+        f"{'RSS MB':>10}{'vs eager':>9}"
+    )
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as work:
+        for variant in args.variants.split(","):
+            rows += bench_variant(variant, args.iters, Path(work))
+    summary = summarise(rows)
+    for line in summary["lines"]:
+        print(line)
+    from edgevid._atomic import write_json
+
+    write_json(
+        args.out,
+        {
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "batch": 1,
+            "iters": args.iters,
+            "rows": rows,
+            "targets": summary["targets"],
+        },
+    )
+    print(f"wrote {args.out}")
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Targets: ORT fp32 >= 2x eager; the best INT8 path >= 2x ORT fp32 (per variant)."""
+    by = {(r["variant"], r["backend"]): r.get("s_per_clip") for r in rows}
+    targets, lines = {}, []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        eager, fp32 = by.get((variant, "eager")), by.get((variant, "ort-fp32"))
+        int8 = min(
+            (
+                by[(variant, b)]
+                for b in ("ort-int8-static", "ort-int8-dynamic")
+                if by.get((variant, b))
+            ),
+            default=None,
+        )
+        if not (eager and fp32 and int8):
+            continue
+        t = {"ort_fp32_vs_eager": eager / fp32, "best_int8_vs_ort_fp32": fp32 / int8}
+        t["met"] = t["ort_fp32_vs_eager"] >= 2 and t["best_int8_vs_ort_fp32"] >= 2
+        targets[variant] = t
+        lines.append(
+            f"{variant}: ORT fp32 {t['ort_fp32_vs_eager']:.2f}x eager (target 2x), best INT8 "
+            f"{t['best_int8_vs_ort_fp32']:.2f}x ORT fp32 (target 2x): "
+            f"{'met' if t['met'] else 'NOT met'}"
+        )
+    return {"targets": targets, "lines": lines}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Calibration and verification clips, decoded and prepared exactly as the runtime does.
+
+Clips are kept as the runtime buffers them, uint8 RGB (N, T, S, S, 3) after resize and
+crop; :func:`graph_input` turns them into what a given graph takes (normalised float32
+(N, T, 3, S, S), or the uint8 frames themselves for a ``--raw-input`` graph). No torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevid.errors import DataError, VideoError
+from edgevid.meta import ModelMeta
+from edgevid.runtime.preprocess import normalize_clip, prepare_frame
+from edgevid.runtime.sampling import uniform_indices
+from edgevid.runtime.video import is_video_file, probe_video, read_frames
+from edgevid.train.folders import Manifest
+
+
+@dataclass
+class ClipSet:
+    """Prepared clips with their labels and where they came from."""
+
+    frames: np.ndarray  # (N, T, S, S, 3) uint8 RGB, resized and cropped
+    labels: list[int | None]  # class index per clip (None: unlabelled)
+    sources: list[str]  # file per clip
+    classes: list[str] = field(default_factory=list)  # class names of ``labels``
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def record(self, **extra: Any) -> dict[str, Any]:
+        """A small JSON-able summary for the metadata (which clips, how many per class)."""
+        per_class: dict[str, int] = {}
+        for label in self.labels:
+            key = self.classes[label] if label is not None and self.classes else "unlabelled"
+            per_class[key] = per_class.get(key, 0) + 1
+        return {"clips": len(self), "per_class": per_class, **extra}
+
+
+def load_clip(path: str | os.PathLike, num_frames: int, size: int) -> np.ndarray:
+    """One video -> (T, S, S, 3) uint8: T uniform frames (segment centres), resized, cropped."""
+    info = probe_video(path)
+    frames = read_frames(path, uniform_indices(info.num_frames, num_frames))  # (T, H, W, 3)
+    return np.stack([prepare_frame(f, size) for f in frames])
+
+
+def graph_input(frames: np.ndarray, meta: ModelMeta) -> np.ndarray:
+    """Prepared uint8 clips (..., T, S, S, 3) -> the input of a graph described by ``meta``."""
+    if meta.input_format == "uint8":
+        return np.ascontiguousarray(frames)
+    return normalize_clip(frames, meta.mean, meta.std)  # (..., T, 3, S, S)
+
+
+def balanced_samples(
+    manifest: Manifest, split: str, num_clips: int, seed: int = 0
+) -> list[tuple[Path, int]]:
+    """Up to ``num_clips`` (path, label) of ``split``, round-robin over classes (shuffled)."""
+    if split not in manifest.splits:
+        raise DataError(f"manifest has no split {split!r}")
+    rng = np.random.default_rng(seed)
+    per_class: dict[int, list[Path]] = {}
+    for path, label in zip(manifest.paths(split), manifest.labels(split), strict=True):
+        per_class.setdefault(label, []).append(path)
+    queues = {
+        c: [p for p in rng.permutation(np.array(ps, dtype=object))] for c, ps in per_class.items()
+    }
+    picked: list[tuple[Path, int]] = []
+    while len(picked) < num_clips and any(queues.values()):
+        for label in sorted(queues):
+            if queues[label] and len(picked) < num_clips:
+                picked.append((Path(queues[label].pop()), label))
+    return picked
+
+
+def load_clips(
+    samples: Sequence[tuple[Path, int | None]], meta: ModelMeta, classes: Sequence[str] = ()
+) -> ClipSet:
+    """Decode and prepare ``samples``; unreadable videos are skipped (at least one must load)."""
+    frames, labels, sources = [], [], []
+    for path, label in samples:
+        try:
+            frames.append(load_clip(path, meta.num_frames, meta.image_size))
+        except VideoError:
+            continue
+        labels.append(label)
+        sources.append(str(path))
+    if not frames:
+        raise DataError(f"none of the {len(samples)} calibration/verification clips could be read")
+    return ClipSet(np.stack(frames), labels, sources, list(classes))
+
+
+def dataset_clips(
+    data: str | os.PathLike, meta: ModelMeta, num_clips: int, split: str = "train", seed: int = 0
+) -> ClipSet:
+    """Class-balanced clips of ``split`` from a dataset folder or manifest (``edgevid data``)."""
+    from edgevid.train.folders import load_or_split
+
+    manifest = load_or_split(data)
+    samples = balanced_samples(manifest, split, num_clips, seed)
+    if not samples:
+        raise DataError(f"{data}: the {split!r} split has no clips")
+    return load_clips(samples, meta, manifest.classes)
+
+
+def folder_clips(folder: str | os.PathLike, meta: ModelMeta, num_clips: int = 16) -> ClipSet:
+    """Unlabelled clips from every video in ``folder`` (e.g. a few recordings of the scene)."""
+    folder = Path(folder)
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_video_file(p))
+    if not paths:
+        raise DataError(f"{folder}: no videos found")
+    return load_clips([(p, None) for p in paths[:num_clips]], meta)

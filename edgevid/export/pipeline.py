@@ -1,0 +1,267 @@
+"""``edgevid export`` as a function: the stages in order, each one a pure function call.
+
+    model -> FP32 graph -> [FP16 graph] [INT8 graph] -> verify all -> [engines] -> [Triton]
+
+Everything is written into a staging folder inside ``out`` and moved into place only when
+every stage (verification included) has passed, so a failed export leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgevid.calib.clips import ClipSet, dataset_clips, folder_clips
+from edgevid.errors import ExportError, ModelError, require
+from edgevid.export.opset import SUPPORTED_OPSETS
+from edgevid.export.torch_to_onnx import DEFAULT_OPSET, sidecar_path
+from edgevid.meta import ModelMeta
+
+INT8_MODES = ("static", "dynamic")
+
+
+@dataclass
+class ExportConfig:
+    variant: str | None = None  # registry name (with pretrained or --weights, or random init)
+    checkpoint: str | None = None  # a checkpoint folder from edgevid train / prune
+    weights: str | None = None  # hub id or local folder of pretrained weights (with variant)
+    random_init: bool = False  # variant with random weights: for speed tests only
+    out: str = "exports"  # folder the graphs, engines and sidecars go to
+    opset: int = DEFAULT_OPSET  # 17; 16 for TensorRT 8.5 (JetPack 5)
+    raw_input: bool = False  # graph takes uint8 (B, T, H, W, 3) frames, normalises inside
+    fp16: bool = False  # also write the FP16 graph
+    int8: str | None = None  # "static" (Q/DQ, calibrated) | "dynamic" (ORT CPU) | None
+    calib_data: str | None = None  # dataset folder or manifest for INT8 calibration
+    calib_method: str = "minmax"  # minmax | entropy | percentile
+    calib_clips: int = 32  # class-balanced calibration clips (train split)
+    verify: bool = True  # compare every graph with PyTorch on clips; fail beyond tolerance
+    data: str | None = None  # labelled dataset: verify on its test split, report accuracy
+    clips: str | None = None  # a folder of videos to verify on (unlabelled)
+    verify_clips: int = 16  # how many clips verification uses
+    trt: bool = False  # build a TensorRT engine for each graph (needs a GPU)
+    batch: tuple[int, int, int] = (1, 1, 8)  # min:opt:max batch of the engines / Triton
+    workspace_mb: int = 2048  # TensorRT builder workspace
+    dla_core: int | None = None  # Jetson DLA core for the engines
+    triton: str | None = None  # write a Triton model repository here
+
+
+@dataclass
+class ExportResult:
+    graphs: list[Path] = field(default_factory=list)  # ONNX graphs, FP32 first
+    engines: list[Path] = field(default_factory=list)  # TensorRT engines
+    triton: list[Path] = field(default_factory=list)  # Triton model folders
+    verification: list = field(default_factory=list)  # edgevid.export.verify.Verification
+    table: str = ""  # the verification table as printed
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    """ "1:4:8" -> (1, 4, 8); "8" -> (1, 8, 8)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise ExportError(f"--batch must be MIN:OPT:MAX integers, got {text!r}") from None
+    if len(parts) == 1:
+        parts = [1, parts[0], parts[0]]
+    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
+        raise ExportError(f"--batch must satisfy 1 <= MIN <= OPT <= MAX, got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def check_config(cfg: ExportConfig) -> None:
+    """Refuse a bad combination of options before any slow work starts."""
+    from edgevid.calib.quantize import CALIB_METHODS
+
+    if (cfg.variant is None) == (cfg.checkpoint is None):
+        raise ExportError("give exactly one of --variant NAME or --checkpoint DIR")
+    if cfg.checkpoint and (cfg.weights or cfg.random_init):
+        raise ExportError("--weights and --random-init go with --variant, not --checkpoint")
+    if cfg.weights and cfg.random_init:
+        raise ExportError("--weights and --random-init exclude each other")
+    if cfg.opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"--opset must be one of {', '.join(map(str, SUPPORTED_OPSETS))}")
+    if cfg.int8 not in (None, *INT8_MODES):
+        raise ExportError(f"--int8 must be static or dynamic, got {cfg.int8!r}")
+    if cfg.int8 == "static" and not cfg.calib_data:
+        raise ExportError("--int8 static needs calibration clips: --calib-data DATASET_ROOT")
+    if cfg.calib_method not in CALIB_METHODS:
+        raise ExportError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
+    if cfg.calib_clips < 1 or cfg.verify_clips < 1:
+        raise ExportError("--calib-clips and --verify-clips must be at least 1")
+    if cfg.trt:
+        from edgevid.export.trt import load_tensorrt
+
+        load_tensorrt()  # a missing TensorRT is reported now, not after the export
+
+
+def load_model(cfg: ExportConfig):
+    """The PyTorch model and its metadata, from a checkpoint or a registry variant."""
+    from edgevid.train.checkpoint import load_checkpoint, meta_for
+    from edgevid.train.models import create_model, model_spec
+
+    if cfg.checkpoint:
+        return load_checkpoint(cfg.checkpoint)
+    spec = model_spec(cfg.variant)  # unknown names fail here with the list of variants
+    if cfg.random_init:
+        model = create_model(cfg.variant).eval()
+        meta = meta_for(model)
+        return model, meta.replace(extra={**meta.extra, "random_init": True})
+    try:
+        labels = _pretrained_labels(spec.family, cfg.weights)
+        model = create_model(cfg.variant, labels=labels, weights=cfg.weights, pretrained=True)
+    except ModelError as e:
+        raise ModelError(
+            f"{e}; or export a trained model with --checkpoint RUN/best "
+            "(or --random-init, for speed tests only)"
+        ) from e
+    return model.eval(), meta_for(model)
+
+
+def _pretrained_labels(family: str, weights: str | None) -> list[str]:
+    """Keep the classes the weights were trained on (Kinetics-400 for the hub model)."""
+    if family != "timesformer":
+        raise ModelError(f"the {family} family has no pretrained weights; train it first")
+    from transformers import TimesformerConfig
+
+    from edgevid.train.models.timesformer import DEFAULT_WEIGHTS, load_pretrained
+
+    try:
+        cfg = TimesformerConfig.from_pretrained(weights or DEFAULT_WEIGHTS)
+    except (OSError, ValueError):
+        load_pretrained(weights or DEFAULT_WEIGHTS)  # raises the ModelError that explains
+        raise
+    return [cfg.id2label[i] for i in range(len(cfg.id2label))]
+
+
+def verification_clips(cfg: ExportConfig, meta: ModelMeta) -> ClipSet:
+    """Labelled test clips if there is a dataset, else given videos, else synthetic ones."""
+    if cfg.data or cfg.calib_data:
+        return dataset_clips(cfg.data or cfg.calib_data, meta, cfg.verify_clips, split="test")
+    if cfg.clips:
+        return folder_clips(cfg.clips, meta, cfg.verify_clips)
+    from edgevid.train.synth import make_synthetic_dataset
+
+    with tempfile.TemporaryDirectory(prefix="edgevid-verify-") as tmp:
+        per_class = max(1, -(-cfg.verify_clips // 5))
+        make_synthetic_dataset(tmp, classes=5, clips_per_class=per_class, seed=0)
+        return folder_clips(tmp, meta, cfg.verify_clips)
+
+
+def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
+    """Run every requested stage; on success the artefacts are in ``cfg.out``."""
+    require("onnx", "export", "ONNX export")
+    check_config(cfg)
+    model, meta = load_model(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".edgevid-export-", dir=out))
+    try:
+        result = _run_stages(cfg, model, meta, staging, log)
+        return _publish(result, staging, out, Path(cfg.triton) if cfg.triton else None)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> ExportResult:
+    from edgevid.export.torch_to_onnx import torch_to_onnx
+
+    result = ExportResult()
+    stem = meta.variant + ("-u8" if cfg.raw_input else "")
+    fp32 = _timed(
+        log,
+        "FP32 ONNX",
+        lambda: torch_to_onnx(
+            model, meta, work / f"{stem}.onnx", opset=cfg.opset, raw_input=cfg.raw_input
+        ),
+    )
+    result.graphs.append(fp32)
+    if cfg.fp16:
+        from edgevid.export.fp16 import onnx_to_fp16
+
+        result.graphs.append(
+            _timed(log, "FP16 ONNX", lambda: onnx_to_fp16(fp32, work / f"{stem}-fp16.onnx"))
+        )
+    if cfg.int8:
+        result.graphs.append(_quantize(cfg, fp32, work / f"{stem}-int8-{cfg.int8}.onnx", log))
+    if cfg.verify:
+        result.verification, result.table = _verify(cfg, model, result.graphs, log)
+    if cfg.trt:
+        from edgevid.export.trt import onnx_to_engine
+
+        for graph in result.graphs:
+            engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
+            result.engines.append(
+                _timed(
+                    log,
+                    f"TensorRT {engine.name}",
+                    lambda g=graph, e=engine: onnx_to_engine(
+                        g,
+                        e,
+                        batch=cfg.batch,
+                        workspace_mb=cfg.workspace_mb,
+                        timing_cache=Path(cfg.out) / "timing.cache",
+                        dla_core=cfg.dla_core,
+                    ),
+                )
+            )
+    return result
+
+
+def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
+    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.export.torch_to_onnx import read_metadata
+
+    if cfg.int8 == "dynamic":
+        return _timed(log, "INT8 dynamic ONNX", lambda: onnx_to_int8_dynamic(fp32, dst))
+    meta = read_metadata(fp32)
+    clips = dataset_clips(cfg.calib_data, meta, cfg.calib_clips, split="train")
+    record = clips.record(dataset=str(cfg.calib_data), split="train")
+    log(f"calibrating on {len(clips)} clips of {cfg.calib_data} ({cfg.calib_method})")
+    return _timed(
+        log,
+        "INT8 static ONNX",
+        lambda: onnx_to_int8_static(fp32, dst, clips, method=cfg.calib_method, record=record),
+    )
+
+
+def _verify(cfg: ExportConfig, model, graphs: list[Path], log):
+    from edgevid.export.torch_to_onnx import read_metadata
+    from edgevid.export.verify import format_table, require_pass, torch_logits, verify_graph
+
+    meta = read_metadata(graphs[0])
+    clips = verification_clips(cfg, meta)
+    reference = torch_logits(model, clips, meta)
+    results = [verify_graph(g, reference, clips) for g in graphs]
+    table = format_table(results)
+    log(table)
+    require_pass(results)
+    return results, table
+
+
+def _publish(result: ExportResult, staging: Path, out: Path, triton: Path | None) -> ExportResult:
+    """Move every artefact (and its sidecar) from staging into ``out``; then Triton."""
+    moved: dict[Path, Path] = {}
+    for path in [*result.graphs, *result.engines]:
+        for f in (path, sidecar_path(path)):
+            if f.exists() and f not in moved:
+                moved[f] = out / f.name
+                os.replace(f, moved[f])
+    result.graphs = [moved[g] for g in result.graphs]
+    result.engines = [moved[e] for e in result.engines]
+    if triton is not None:
+        from edgevid.export.triton import write_repository
+
+        result.triton = write_repository(triton, [*result.graphs, *result.engines])
+    return result
+
+
+def _timed(log, what: str, fn: Callable[[], Path]) -> Path:
+    t0 = time.perf_counter()
+    path = fn()
+    mb = path.stat().st_size / 2**20
+    log(f"{what:<20} {path.name}  {mb:.1f} MB  {time.perf_counter() - t0:.1f} s")
+    return path

@@ -1,0 +1,169 @@
+"""Prove an exported graph computes what the PyTorch model computes, on real clips.
+
+    reference = torch_logits(model, clips, meta)                 # PyTorch, once
+    result = verify_graph("prune4-fp16.onnx", reference, clips)   # ONNX Runtime
+    print(format_table([result])); require_pass([result])
+
+Each graph is compared with the PyTorch logits on the same prepared clips: max and mean
+absolute logit error, mean cosine similarity, top-1 agreement, and accuracy when the clips
+are labelled (the test split of a dataset). What counts as a pass depends on the precision:
+FP32 must match to ~1e-4 of the logit scale; FP16 and INT8 change the numbers by design, so
+they are judged by whether they change the *decisions* (top-1 agreement) and by cosine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevid.calib.clips import ClipSet, graph_input
+from edgevid.errors import ExportError, require
+from edgevid.export.torch_to_onnx import read_metadata
+from edgevid.meta import ModelMeta
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs: float | None = None  # FP32: max |logit error| / max(1, max |reference logit|)
+    min_agreement: float = 1.0  # fraction of clips whose top-1 class is unchanged
+    min_cosine: float = 0.0  # mean cosine similarity of the logit vectors
+
+
+TOLERANCES = {
+    "fp32": Tolerance(max_abs=1e-4, min_agreement=1.0, min_cosine=0.99999),
+    "fp16": Tolerance(min_agreement=0.95, min_cosine=0.999),
+    "int8-static": Tolerance(min_agreement=0.85, min_cosine=0.98),
+    "int8-dynamic": Tolerance(min_agreement=0.85, min_cosine=0.98),
+}
+
+
+@dataclass
+class Verification:
+    model: str  # file name of the graph
+    precision: str  # from its metadata
+    clips: int  # how many clips were compared
+    max_abs: float  # max |onnx - torch| over all logits
+    mean_abs: float  # mean |onnx - torch|
+    cosine: float  # mean cosine similarity per clip
+    agreement: float  # top-1 agreement with PyTorch
+    accuracy: float | None  # top-1 accuracy of the graph on labelled clips
+    reference_accuracy: float | None  # the same for PyTorch
+    passed: bool
+    reason: str  # why it failed ("" when it passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def torch_logits(model, clips: ClipSet, meta: ModelMeta, batch_size: int = 8) -> np.ndarray:
+    """PyTorch logits (N, C) for prepared clips, fed exactly as the float graph is."""
+    import torch
+
+    x = graph_input(clips.frames, meta.replace(input_format="float"))  # (N, T, 3, S, S)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            out.append(model.eval()(pixel_values=torch.from_numpy(x[i : i + batch_size])).logits)
+    return torch.cat(out).float().numpy()
+
+
+def onnx_logits(path: str | os.PathLike, clips: ClipSet, batch_size: int = 8) -> np.ndarray:
+    """ONNX Runtime (CPU) logits (N, C) of the graph at ``path`` for prepared clips."""
+    ort = require("onnxruntime", "export", "verification")
+    meta = read_metadata(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = graph_input(clips.frames, meta)
+    out = [
+        session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    """Error statistics of ``logits`` against ``reference``, both (N, C)."""
+    diff = np.abs(logits - reference)
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(logits, axis=1)
+    cosine = np.sum(reference * logits, axis=1) / np.maximum(norms, 1e-12)
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "cosine": float(cosine.mean()),
+        "agreement": float(np.mean(reference.argmax(1) == logits.argmax(1))),
+        "scale": float(max(1.0, np.abs(reference).max())),
+    }
+
+
+def accuracy(logits: np.ndarray, clips: ClipSet, meta: ModelMeta) -> float | None:
+    """Top-1 accuracy, when the clips are labelled with the model's own classes."""
+    if not clips.labels or any(label is None for label in clips.labels):
+        return None
+    if clips.classes != meta.labels:
+        return None  # a dataset over other classes: agreement still counts, accuracy cannot
+    return float(np.mean(logits.argmax(1) == np.asarray(clips.labels)))
+
+
+def judge(stats: dict[str, float], tolerance: Tolerance) -> str:
+    """The reason a comparison fails ``tolerance``, or "" when it passes."""
+    if tolerance.max_abs is not None and stats["max_abs"] > tolerance.max_abs * stats["scale"]:
+        limit = tolerance.max_abs * stats["scale"]
+        return f"max logit error {stats['max_abs']:.2e} > {limit:.1e}"
+    if stats["agreement"] < tolerance.min_agreement:
+        return f"top-1 agreement {stats['agreement']:.1%} < {tolerance.min_agreement:.0%}"
+    if stats["cosine"] < tolerance.min_cosine:
+        return f"cosine similarity {stats['cosine']:.5f} < {tolerance.min_cosine}"
+    return ""
+
+
+def verify_graph(
+    path: str | os.PathLike,
+    reference: np.ndarray,
+    clips: ClipSet,
+    tolerance: Tolerance | None = None,
+) -> Verification:
+    """Run the graph at ``path`` on ``clips`` and compare with the PyTorch ``reference``."""
+    meta = read_metadata(path)
+    logits = onnx_logits(path, clips)
+    stats = compare(reference, logits)
+    reason = judge(stats, tolerance or TOLERANCES.get(meta.precision, TOLERANCES["fp32"]))
+    return Verification(
+        model=Path(path).name,
+        precision=meta.precision,
+        clips=len(clips),
+        max_abs=stats["max_abs"],
+        mean_abs=stats["mean_abs"],
+        cosine=stats["cosine"],
+        agreement=stats["agreement"],
+        accuracy=accuracy(logits, clips, meta),
+        reference_accuracy=accuracy(reference, clips, meta),
+        passed=not reason,
+        reason=reason,
+    )
+
+
+def require_pass(results: list[Verification]) -> None:
+    """Raise ExportError naming every graph that failed its tolerance."""
+    failed = [f"{r.model}: {r.reason}" for r in results if not r.passed]
+    if failed:
+        raise ExportError("verification failed: " + "; ".join(failed))
+
+
+def format_table(results: list[Verification]) -> str:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    lines = [
+        f"{'model':<34}{'precision':<14}{'clips':>6}{'max err':>10}{'mean err':>10}"
+        f"{'cosine':>10}{'top-1 agr':>11}{'acc':>8}{'torch acc':>11}  result"
+    ]
+    for r in results:
+        lines.append(
+            f"{r.model:<34}{r.precision:<14}{r.clips:>6}{r.max_abs:>10.2e}{r.mean_abs:>10.2e}"
+            f"{r.cosine:>10.6f}{r.agreement:>11.1%}{pct(r.accuracy):>8}"
+            f"{pct(r.reference_accuracy):>11}  {'ok' if r.passed else 'FAIL: ' + r.reason}"
+        )
+    return "\n".join(lines)
