@@ -135,10 +135,16 @@ class Streamer:
             self.stats.stop()
 
     def _read(self) -> list[Frame]:
-        """At most one frame per active stream; waits only while none has one."""
+        """At most one frame per active stream. Files are read in lockstep (waiting for
+        their next frame, so their windows line up and batch); live streams never wait:
+        the loop sleeps only while no live stream has a frame."""
         while True:
             self._wake.clear()
-            frames = [f for lane in self.lanes if lane.active and (f := lane.source.get())]
+            frames = [
+                f
+                for lane in self.lanes
+                if lane.active and (f := lane.source.get(timeout=0.0 if lane.source.live else None))
+            ]
             if frames or not any(lane.active for lane in self.lanes):
                 return frames
             self._wake.wait(WAIT_S)
