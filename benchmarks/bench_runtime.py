@@ -1,0 +1,127 @@
+"""Runtime benchmark: the real-time loop with prune8 graphs on this CPU.
+
+Does prune8 INT8 keep up with a 30 fps camera at one inference every 8 frames? For each
+graph (prune8 at full size, random weights: speed does not depend on the values) it runs
+``edgevid bench``'s measurement: the whole loop (decode -> rolling buffer -> inference)
+over a real clip read as fast as it decodes, each model in a fresh process so peak RSS
+is its own, and reports end-to-end fps, time per stage, the runtime's own overhead
+(decode + preprocess + buffer; goal <= 10% of inference) and peak RSS (goal <= model
+file size + 300 MB). All numbers come from one run.
+
+    python benchmarks/bench_runtime.py                        # fp32, int8 static + dynamic
+    python benchmarks/bench_runtime.py --variant prune4 --graphs fp32
+
+Graphs are exported once into --work (reused when present). Writes
+benchmarks/results/bench_runtime.json. This script imports torch (to export); the
+runtime it measures does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+GRAPHS = ("fp32", "int8-static", "int8-dynamic", "int8-static-raw")
+
+
+def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path]:
+    """FP32 (+ INT8) graphs of ``variant`` at full size with random weights, cached in work."""
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {g: work / f"{variant}-{g}.onnx" for g in graphs}
+    fp32s = {False: work / f"{variant}-fp32.onnx", True: work / f"{variant}-fp32-raw.onnx"}
+    needed = [g for g in graphs if not paths[g].is_file()]
+    if not needed:
+        return paths
+    import torch
+
+    from edgevid.calib.clips import folder_clips
+    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.export.torch_to_onnx import torch_to_onnx
+    from edgevid.meta import ModelMeta
+    from edgevid.train.checkpoint import meta_for
+    from edgevid.train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(variant).eval()
+    meta = meta_for(model)
+    for raw in sorted({g.endswith("-raw") for g in needed}):  # the FP32 graphs they start from
+        if not fp32s[raw].is_file():
+            print(f"exporting {fp32s[raw].name} ...", flush=True)
+            torch_to_onnx(model, meta, fp32s[raw], raw_input=raw)
+    del model
+    for g in needed:
+        src = fp32s[g.endswith("-raw")]
+        if g.startswith("int8-static"):
+            print(f"calibrating {paths[g].name} on {MEDIA} ...", flush=True)
+            clips = folder_clips(MEDIA, ModelMeta.load(src.with_suffix(".json")), num_clips=3)
+            onnx_to_int8_static(src, paths[g], clips)
+        elif g == "int8-dynamic":
+            print(f"quantizing {paths[g].name} ...", flush=True)
+            onnx_to_int8_dynamic(src, paths[g])
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="prune8")
+    ap.add_argument("--graphs", default="fp32,int8-static,int8-dynamic,int8-static-raw",
+                    help=f"comma-separated, from {', '.join(GRAPHS)}")  # fmt: skip
+    ap.add_argument("--video", default=str(MEDIA / "bikes.mp4"))
+    ap.add_argument("--every", type=int, default=8)
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--target-fps", type=float, default=30.0)
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / ".cache"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_runtime.json"))
+    a = ap.parse_args()
+
+    from edgevid._atomic import write_json
+    from edgevid.runtime.bench import bench_models, format_table
+
+    graphs = [g.strip() for g in a.graphs.split(",") if g.strip()]
+    unknown = set(graphs) - set(GRAPHS)
+    if unknown:
+        ap.error(f"unknown graphs {sorted(unknown)}; choose from {', '.join(GRAPHS)}")
+    paths = export_graphs(a.variant, graphs, Path(a.work))
+    rows = []
+    for g in graphs:
+        print(f"benchmarking {paths[g].name} on {Path(a.video).name} ...", flush=True)
+        rows += bench_models(
+            [paths[g]], a.video, every=a.every, max_frames=a.max_frames, target_fps=a.target_fps
+        )
+    print()
+    print(format_table(rows))
+    print()
+    for r in rows:
+        st = r["stages_ms"]
+        print(
+            f"{Path(r['model']).name}: inference p50 {st['inference']['p50']:.0f} ms, "
+            f"p95 {st['inference']['p95']:.0f} ms; decode p50 {st['decode']['p50']:.2f} ms/frame; "
+            f"preprocess p50 {st['preprocess']['p50']:.2f} ms; overhead "
+            f"{100 * r['overhead_ratio']:.1f}% of inference "
+            f"({'ok' if r['overhead_ok'] else 'OVER'} <= 10%); peak RSS {r['peak_rss_mb']:.0f} MB "
+            f"({'ok' if r['rss_ok'] else 'OVER'} <= {r['rss_budget_mb']:.0f}); sustainable "
+            f"{r['sustainable_fps']:.1f} fps at 1 inference / {r['every']} frames -> "
+            f"{'keeps up' if r['keeps_up'] else 'does NOT keep up'} with {r['target_fps']:g} fps"
+        )
+    report = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+        },
+        "variant": a.variant,
+        "video": a.video,
+        "every": a.every,
+        "target_fps": a.target_fps,
+        "results": rows,
+    }
+    write_json(a.out, report)
+    print(f"\nwrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
