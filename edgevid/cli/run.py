@@ -27,13 +27,16 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # edgevid.runtime.backends.DEVICE
     "--model", "-m", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="Exported model: .onnx (ONNX Runtime) or .engine/.plan (TensorRT).",
 )  # fmt: skip
-@click.option("--every", default=8, show_default=True, help="One inference every K frames.")
-@click.option("--stride", type=int, default=None, help="Frames between buffered frames "
-              "[default: from the model's sampling metadata and the stream fps].")  # fmt: skip
+@click.option("--every", default=8, show_default=True, type=click.IntRange(min=1),
+              help="One inference every K frames.")  # fmt: skip
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Frames between buffered frames [default: from the model's sampling "
+              "metadata and the stream fps].")  # fmt: skip
 @click.option("--smooth", default="ema:0.6", show_default=True, help="ema:A | mean:N | none.")
 @click.option("--threshold", default=0.0, show_default=True,
               help='Below this probability the label is "uncertain".')  # fmt: skip
-@click.option("--top-k", default=3, show_default=True, help="Classes reported per result.")
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Classes reported per result.")  # fmt: skip
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON lines to FILE instead of stdout.")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
@@ -41,15 +44,16 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # edgevid.runtime.backends.DEVICE
               "if several.")  # fmt: skip
 @click.option("--show", is_flag=True, help="Show the annotated stream in a window (q quits).")
 @click.option("--realtime", is_flag=True, help="Pace files at their fps, like a camera.")
-@click.option("--max-frames", type=int, default=None, help="Stop each stream after N frames.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="Stop each stream after N frames.")  # fmt: skip
 @click.option("--reconnect-timeout", default=10.0, show_default=True,
               help="Seconds to keep reconnecting a lost live stream before failing.")  # fmt: skip
 @click.option("--timeout", default=5.0, show_default=True,
               help="Network stream open/read timeout in seconds.")  # fmt: skip
-@click.option("--queue-size", default=4, show_default=True,
+@click.option("--queue-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Frames buffered per live source before the oldest is dropped.")  # fmt: skip
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU inference threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
     sources: tuple[str, ...], model: Path, every: int, stride: int | None, smooth: str,
@@ -133,8 +137,10 @@ class _LineFlushed:
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--video", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Video file to run every model on.")  # fmt: skip
-@click.option("--every", default=8, show_default=True, help="One inference every K frames.")
-@click.option("--max-frames", type=int, default=None, help="Stop after N frames per model.")
+@click.option("--every", default=8, show_default=True, type=click.IntRange(min=1),
+              help="One inference every K frames.")  # fmt: skip
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="Stop after N frames per model.")  # fmt: skip
 @click.option("--target-fps", default=30.0, show_default=True, help="Camera rate to keep up with.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU inference threads.")

@@ -3,6 +3,7 @@
 Stages: decode (capture thread, per frame), preprocess (resize/crop per buffered frame,
 normalisation per inference), buffer (assembling clips), inference (the backend call,
 per batch). The runtime's own overhead is decode + preprocess + buffer.
+For a live source, "decode" includes waiting for the camera's next frame.
 """
 
 from __future__ import annotations

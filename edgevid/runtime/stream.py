@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from edgevid.errors import EdgevidError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
@@ -101,8 +102,8 @@ class Streamer:
         **overrides,
     ) -> None:
         self.config = replace(config or StreamConfig(), **overrides)
-        if self.config.every < 1:
-            raise ValueError(f"every must be >= 1, got {self.config.every}")
+        if self.config.every < 1 or (self.config.stride or 1) < 1:
+            raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
         uris = [sources] if isinstance(sources, str | os.PathLike | int) else list(sources)
         self.stats = Stats()
