@@ -97,6 +97,12 @@ def onnx_to_int8_static(
                     "WeightSymmetric": True,
                     "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # per output channel
                     "CalibTensorRangeSymmetric": True,
+                    # A Q/DQ pair per quantized input: a tensor that also feeds a residual
+                    # Add or a LayerNorm is read by those unrounded (float), not from the DQ.
+                    "DedicatedQDQPair": True,
+                    # Q/DQ on inputs only, as TensorRT places them: a MatMul's output feeds
+                    # Adds and reshapes that should see its float value.
+                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
                 },
             )
         calibration = {**(record or clips.record()), "method": method, "ops": list(QUANTIZED_OPS)}
