@@ -4,7 +4,7 @@
     REPO/<name>/1/model.onnx
     REPO/<name>/labels.txt         class names, so Triton can return them (classification)
     REPO/<name>/edgevid.json       the model metadata (preprocessing, sampling)
-    REPO/<name>_trt/...            the same for a TensorRT engine (platform tensorrt_plan)
+    REPO/<name>-trt/...            the same for a TensorRT engine (platform tensorrt_plan)
 
 Every camera's client sends one clip (T frames) per request; Triton batches requests from
 many cameras up to ``max_batch_size``. Each model folder is written atomically.
@@ -80,8 +80,8 @@ def add_model(
         meta = ModelMeta.load(sidecar_path(model_path))
     platform, filename = PLATFORMS[model_path.suffix]
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", model_path.stem)
-    if model_path.suffix == ".engine":
-        name = name if name.endswith("_trt") else f"{name}_trt"
+    if model_path.suffix == ".engine" and not name.endswith(("-trt", "_trt")):
+        name = f"{name}-trt"  # never the same folder as the graph it was built from
     target = Path(repo) / name
     with atomic_dir(target) as tmp:
         (tmp / "1").mkdir()

@@ -1,0 +1,67 @@
+"""Triton model repository: layout, config.pbtxt matching the graph, labels, metadata."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest.importorskip("onnx")
+
+import onnxruntime as ort  # noqa: E402
+
+from edgevid.errors import ExportError  # noqa: E402
+from edgevid.export.torch_to_onnx import read_metadata, sidecar_path  # noqa: E402
+from edgevid.export.triton import add_model  # noqa: E402
+from edgevid.meta import ModelMeta  # noqa: E402
+
+
+def field(text: str, name: str) -> str:
+    m = re.search(rf"^\s*{name}: (.+)$", text, re.MULTILINE)
+    assert m, f"{name} missing from config.pbtxt"
+    return m.group(1).strip().strip('"')
+
+
+def test_onnx_model_folder_matches_the_graph(tiny_onnx, tmp_path):
+    folder = add_model(tmp_path / "repo", tiny_onnx, max_batch_size=8)
+    meta = read_metadata(tiny_onnx)
+    assert folder.name == "tiny-prune8"
+    assert (folder / "1" / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
+    assert (folder / "labels.txt").read_text().split() == meta.labels
+    assert ModelMeta.load(folder / "edgevid.json") == meta
+    config = (folder / "config.pbtxt").read_text()
+    assert field(config, "name") == "tiny-prune8"
+    assert field(config, "platform") == "onnxruntime_onnx"
+    assert field(config, "max_batch_size") == "8"
+    assert "dynamic_batching" in config and "preferred_batch_size: [ 4, 8 ]" in config
+
+    # the declared input/output are what ONNX Runtime sees, minus the batch dimension
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    dims = [int(d) for d in re.findall(r"dims: \[ ([\d, ]+) \]", config)[0].split(",")]
+    assert dims == inp.shape[1:]
+    assert f'name: "{inp.name}"' in config and f'name: "{out.name}"' in config
+    assert "TYPE_FP32" in config and f"dims: [ {meta.num_classes} ]" in config
+
+
+def test_uint8_graph_and_engine_entries(tiny_onnx, tmp_path):
+    meta = read_metadata(tiny_onnx).replace(input_format="uint8", precision="fp16")
+    engine = tmp_path / "tiny-fp16-trt.engine"  # the writer only copies the engine's bytes
+    engine.write_bytes(b"serialized engine")
+    meta.save(sidecar_path(engine))
+    folder = add_model(tmp_path / "repo", engine, max_batch_size=4)
+    assert folder.name == "tiny-fp16-trt"
+    config = (folder / "config.pbtxt").read_text()
+    assert field(config, "platform") == "tensorrt_plan"
+    assert (folder / "1" / "model.plan").read_bytes() == b"serialized engine"
+    s = meta.image_size
+    assert "TYPE_UINT8" in config and f"dims: [ {meta.num_frames}, {s}, {s}, 3 ]" in config
+    assert 'name: "frames"' in config
+
+
+def test_bad_entries_are_refused(tiny_onnx, tmp_path):
+    with pytest.raises(ExportError, match="Triton takes"):
+        add_model(tmp_path / "repo", tmp_path / "model.pt")
+    with pytest.raises(ExportError, match="max batch size"):
+        add_model(tmp_path / "repo", tiny_onnx, max_batch_size=0)
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
