@@ -8,7 +8,7 @@ crop; :func:`graph_input` turns them into what a given graph takes (normalised f
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,12 +79,20 @@ def balanced_samples(
     return picked
 
 
+Progress = Callable[[int], None]  # called with 1 per clip decoded (a progress bar's update)
+
+
 def load_clips(
-    samples: Sequence[tuple[Path, int | None]], meta: ModelMeta, classes: Sequence[str] = ()
+    samples: Sequence[tuple[Path, int | None]],
+    meta: ModelMeta,
+    classes: Sequence[str] = (),
+    progress: Progress | None = None,
 ) -> ClipSet:
     """Decode and prepare ``samples``; unreadable videos are skipped (at least one must load)."""
     frames, labels, sources = [], [], []
     for path, label in samples:
+        if progress:
+            progress(1)
         try:
             frames.append(load_clip(path, meta.num_frames, meta.image_size))
         except VideoError:
@@ -97,7 +105,12 @@ def load_clips(
 
 
 def dataset_clips(
-    data: str | os.PathLike, meta: ModelMeta, num_clips: int, split: str = "train", seed: int = 0
+    data: str | os.PathLike,
+    meta: ModelMeta,
+    num_clips: int,
+    split: str = "train",
+    seed: int = 0,
+    progress: Progress | None = None,
 ) -> ClipSet:
     """Class-balanced clips of ``split`` from a dataset folder or manifest (``edgevid data``)."""
     from edgevid.train.folders import load_or_split
@@ -106,13 +119,18 @@ def dataset_clips(
     samples = balanced_samples(manifest, split, num_clips, seed)
     if not samples:
         raise DataError(f"{data}: the {split!r} split has no clips")
-    return load_clips(samples, meta, manifest.classes)
+    return load_clips(samples, meta, manifest.classes, progress)
 
 
-def folder_clips(folder: str | os.PathLike, meta: ModelMeta, num_clips: int = 16) -> ClipSet:
+def folder_clips(
+    folder: str | os.PathLike,
+    meta: ModelMeta,
+    num_clips: int = 16,
+    progress: Progress | None = None,
+) -> ClipSet:
     """Unlabelled clips from every video in ``folder`` (e.g. a few recordings of the scene)."""
     folder = Path(folder)
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_video_file(p))
     if not paths:
         raise DataError(f"{folder}: no videos found")
-    return load_clips([(p, None) for p in paths[:num_clips]], meta)
+    return load_clips([(p, None) for p in paths[:num_clips]], meta, progress=progress)

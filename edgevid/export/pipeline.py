@@ -8,11 +8,12 @@ every stage (verification included) has passed, so a failed export leaves no fil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,16 +140,27 @@ def _pretrained_labels(family: str, weights: str | None) -> list[str]:
 
 def verification_clips(cfg: ExportConfig, meta: ModelMeta) -> ClipSet:
     """Labelled test clips if there is a dataset, else given videos, else synthetic ones."""
-    if cfg.data or cfg.calib_data:
-        return dataset_clips(cfg.data or cfg.calib_data, meta, cfg.verify_clips, split="test")
-    if cfg.clips:
-        return folder_clips(cfg.clips, meta, cfg.verify_clips)
-    from edgevid.train.synth import make_synthetic_dataset
+    with _bar("verification clips", cfg.verify_clips) as progress:
+        if cfg.data or cfg.calib_data:
+            data = cfg.data or cfg.calib_data
+            return dataset_clips(data, meta, cfg.verify_clips, split="test", progress=progress)
+        if cfg.clips:
+            return folder_clips(cfg.clips, meta, cfg.verify_clips, progress)
+        from edgevid.train.synth import make_synthetic_dataset
 
-    with tempfile.TemporaryDirectory(prefix="edgevid-verify-") as tmp:
-        per_class = max(1, -(-cfg.verify_clips // 5))
-        make_synthetic_dataset(tmp, classes=5, clips_per_class=per_class, seed=0)
-        return folder_clips(tmp, meta, cfg.verify_clips)
+        with tempfile.TemporaryDirectory(prefix="edgevid-verify-") as tmp:
+            per_class = max(1, -(-cfg.verify_clips // 5))
+            make_synthetic_dataset(tmp, classes=5, clips_per_class=per_class, seed=0)
+            return folder_clips(tmp, meta, cfg.verify_clips, progress)
+
+
+@contextlib.contextmanager
+def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr for clip decoding (silent when stderr is not a terminal)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=what, unit="clip", leave=False, disable=None) as bar:
+        yield bar.update
 
 
 def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
@@ -171,19 +183,16 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
 
     result = ExportResult()
     stem = meta.variant + ("-u8" if cfg.raw_input else "")
-    fp32 = _timed(
-        log,
-        "FP32 ONNX",
-        lambda: torch_to_onnx(
-            model, meta, work / f"{stem}.onnx", opset=cfg.opset, raw_input=cfg.raw_input
-        ),
+    fp32 = work / f"{stem}.onnx"
+    _timed(
+        log, "FP32 ONNX", torch_to_onnx, model, meta, fp32, opset=cfg.opset, raw_input=cfg.raw_input
     )
     result.graphs.append(fp32)
     if cfg.fp16:
         from edgevid.export.fp16 import onnx_to_fp16
 
         result.graphs.append(
-            _timed(log, "FP16 ONNX", lambda: onnx_to_fp16(fp32, work / f"{stem}-fp16.onnx"))
+            _timed(log, "FP16 ONNX", onnx_to_fp16, fp32, work / f"{stem}-fp16.onnx")
         )
     if cfg.int8:
         result.graphs.append(_quantize(cfg, fp32, work / f"{stem}-int8-{cfg.int8}.onnx", log))
@@ -194,20 +203,18 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
 
         for graph in result.graphs:
             engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
-            result.engines.append(
-                _timed(
-                    log,
-                    f"TensorRT {engine.name}",
-                    lambda g=graph, e=engine: onnx_to_engine(
-                        g,
-                        e,
-                        batch=cfg.batch,
-                        workspace_mb=cfg.workspace_mb,
-                        timing_cache=Path(cfg.out) / "timing.cache",
-                        dla_core=cfg.dla_core,
-                    ),
-                )
+            built = _timed(
+                log,
+                f"TensorRT {engine.name}",
+                onnx_to_engine,
+                graph,
+                engine,
+                batch=cfg.batch,
+                workspace_mb=cfg.workspace_mb,
+                timing_cache=Path(cfg.out) / "timing.cache",
+                dla_core=cfg.dla_core,
             )
+            result.engines.append(built)
     return result
 
 
@@ -216,15 +223,21 @@ def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
     from edgevid.export.torch_to_onnx import read_metadata
 
     if cfg.int8 == "dynamic":
-        return _timed(log, "INT8 dynamic ONNX", lambda: onnx_to_int8_dynamic(fp32, dst))
+        return _timed(log, "INT8 dynamic ONNX", onnx_to_int8_dynamic, fp32, dst)
     meta = read_metadata(fp32)
-    clips = dataset_clips(cfg.calib_data, meta, cfg.calib_clips, split="train")
+    with _bar("calibration clips", cfg.calib_clips) as progress:
+        clips = dataset_clips(cfg.calib_data, meta, cfg.calib_clips, "train", progress=progress)
     record = clips.record(dataset=str(cfg.calib_data), split="train")
     log(f"calibrating on {len(clips)} clips of {cfg.calib_data} ({cfg.calib_method})")
     return _timed(
         log,
         "INT8 static ONNX",
-        lambda: onnx_to_int8_static(fp32, dst, clips, method=cfg.calib_method, record=record),
+        onnx_to_int8_static,
+        fp32,
+        dst,
+        clips,
+        method=cfg.calib_method,
+        record=record,
     )
 
 
@@ -259,9 +272,10 @@ def _publish(result: ExportResult, staging: Path, out: Path, triton: Path | None
     return result
 
 
-def _timed(log, what: str, fn: Callable[[], Path]) -> Path:
+def _timed(log, what: str, stage: Callable[..., Path], *args, **kwargs) -> Path:
+    """Run one stage function and log what it wrote, how big, how long."""
     t0 = time.perf_counter()
-    path = fn()
+    path = stage(*args, **kwargs)
     mb = path.stat().st_size / 2**20
     log(f"{what:<20} {path.name}  {mb:.1f} MB  {time.perf_counter() - t0:.1f} s")
     return path
