@@ -67,9 +67,11 @@ def read_metadata(path: str | os.PathLike) -> ModelMeta:
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: ONNX file not found")
+    from google.protobuf.message import DecodeError
+
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and others from protobuf
+    except (DecodeError, OSError, ValueError) as e:
         raise ExportError(f"{path}: not a readable ONNX file ({type(e).__name__})") from e
     for prop in model.metadata_props:
         if prop.key == ONNX_META_KEY:
