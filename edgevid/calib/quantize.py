@@ -154,4 +154,11 @@ def _preprocess(src: str | os.PathLike, dst: Path) -> None:
 
 def _save(src: Path, meta, dst: str | os.PathLike) -> Path:
     onnx = require("onnx", "export", "INT8 quantization")
-    return save_onnx(onnx.load(str(src)), meta, dst)
+    model = onnx.load(str(src))
+    # ONNX Runtime's optimizer declares every domain it knows (training, preview, nchwc...);
+    # keep the ones the graph uses, so stricter parsers (TensorRT) see a plain ONNX graph.
+    used = {n.domain for n in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    return save_onnx(model, meta, dst)
