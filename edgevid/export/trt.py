@@ -60,7 +60,9 @@ def onnx_to_engine(
     network = builder.create_network(_network_flags(trt, major))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(str(parser.get_error(i)).strip() for i in range(parser.num_errors))
+        if "LayerNormalization" in errors:  # TensorRT 8.5 (JetPack 5) predates the op
+            errors += "; export with --opset 16, which writes LayerNormalization out"
         raise ExportError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors}")
 
     config = builder.create_builder_config()
