@@ -1,3 +1,329 @@
-"""``edgevid train`` commands (being built; see the issue tracker)."""
+"""``edgevid train``, ``edgevid prune``, ``edgevid eval``: thin wrappers over edgevid.train."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgevid.errors import DataError, require
+
+PATH = click.Path(path_type=Path)
+
+
+def _need_torch(what: str) -> None:
+    require("torch", "train", what)
+    require("transformers", "train", what)
+
+
+def _manifest(data: Path):
+    from edgevid.train.folders import load_or_split
+
+    return load_or_split(data)
+
+
+@click.command("train")
+@click.option(
+    "--variant",
+    default="timesformer",
+    show_default=True,
+    help="Model variant (edgevid variants --all).",
+)
+@click.option("--data", type=PATH, help="Dataset folder ROOT/<Class>/*.mp4, or a manifest.json.")
+@click.option(
+    "--weights",
+    help="Hub id or folder of starting weights; 'random' for none "
+    "[default: Kinetics-400 for TimeSformer variants].",
+)
+@click.option(
+    "--zero-shot", is_flag=True, help="Start the new head from the matching Kinetics-400 classes."
+)
+@click.option("--epochs", type=int, help="Epochs [default: 50 fine-tuning, 80 from scratch].")
+@click.option("--lr", type=float, help="Peak learning rate [default: 1e-4 / 1e-3 from scratch].")
+@click.option("--batch-size", default=8, show_default=True, help="Clips per step (per GPU).")
+@click.option(
+    "--unfreeze",
+    type=int,
+    help="Train the last N encoder blocks + head; -1: all [default: 1 / -1 scratch].",
+)
+@click.option("--no-augment", is_flag=True, help="Uniform sampling, center crop (enables caching).")
+@click.option(
+    "--hflip",
+    default=0.0,
+    show_default=True,
+    help="Horizontal flip probability (keep 0 if direction is part of the label).",
+)
+@click.option("--label-smoothing", default=0.1, show_default=True)
+@click.option(
+    "--shuffle-frames",
+    is_flag=True,
+    help="Control experiment: shuffle frame order (train and test).",
+)
+@click.option("--no-cache", is_flag=True, help="Never cache the frozen backbone's outputs.")
+@click.option("--workers", default=0, show_default=True, help="Decoding worker processes.")
+@click.option(
+    "--save-every",
+    default=0,
+    show_default=True,
+    help="Also save last/ every N steps (0: each epoch).",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=PATH, help="Run folder to create (RUN_DIR).")
+@click.option("--resume", type=PATH, help="Continue the run in this RUN_DIR where it stopped.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(
+    variant,
+    data,
+    weights,
+    zero_shot,
+    epochs,
+    lr,
+    batch_size,
+    unfreeze,
+    no_augment,
+    hflip,
+    label_smoothing,
+    shuffle_frames,
+    no_cache,
+    workers,
+    save_every,
+    seed,
+    out,
+    resume,
+    quiet,
+) -> None:
+    """Fine-tune a variant on a folder-per-class dataset (or train the scratch baseline).
+
+    \b
+    Writes RUN_DIR/: best/ last/ (checkpoints), history.json, curves.png,
+    confusion_matrix.png + .json (test split), config.json, manifest.json.
+    \b
+    Examples:
+      edgevid train --variant timesformer --data data/ucf5 --weights DIR --out runs/tsf
+      edgevid train --variant scratch --data data/ucf5 --out runs/scratch
+      edgevid train --variant tiny-timesformer --data data/synth --epochs 30 --lr 1e-3 --out runs/t
+      edgevid train --resume runs/tsf            # after a crash or kill
+    Several GPUs (data parallel, same code):
+      accelerate launch --num_processes 4 -m edgevid train --variant timesformer ...
+    """
+    _need_torch("training")
+    from edgevid.train.build import resolve_weights
+    from edgevid.train.config import AugmentConfig, recipe
+    from edgevid.train.trainer import Trainer
+    from edgevid.train.trainer import train as run
+
+    if resume is not None:
+        result = Trainer.resume(resume, progress=not quiet).fit()
+    else:
+        if data is None or out is None:
+            raise DataError(
+                "edgevid train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)"
+            )
+        manifest = _manifest(data)
+        pretrained = resolve_weights(variant, weights) is not None
+        cfg = recipe(
+            variant,
+            pretrained,
+            weights=weights,
+            zero_shot=zero_shot,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            unfreeze=unfreeze,
+            augment=AugmentConfig(enabled=not no_augment, hflip=hflip),
+            label_smoothing=label_smoothing,
+            shuffle_frames=shuffle_frames,
+            cache_features=not no_cache,
+            num_workers=workers,
+            save_every=save_every,
+            seed=seed,
+        )
+        result = run(cfg, manifest, out, progress=not quiet)
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} undecodable clips", err=True)
+    click.echo(f"best epoch {result.best_epoch}: val top-1 {result.best_val_acc:.3f}")
+    if result.test is not None:
+        click.echo(f"test top-1 {result.test.top1:.3f} ({result.test.num_clips} clips)")
+    click.echo(f"run folder: {result.run_dir}  (model: {result.run_dir / 'best'})")
+
+
+@click.command("prune")
+@click.option("--checkpoint", type=PATH, required=True, help="Trained checkpoint (RUN_DIR/best).")
+@click.option("--variant", help="prune2 | prune4 | prune6 | prune8: drop that many layers.")
+@click.option("--keep", type=int, help="Encoder layers to keep (instead of --variant).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["importance", "last"]),
+    default="importance",
+    show_default=True,
+    help="Which layers go.",
+)
+@click.option(
+    "--data", type=PATH, help="Dataset or manifest [default: the manifest of the checkpoint's run]."
+)
+@click.option(
+    "--recover-epochs",
+    default=3,
+    show_default=True,
+    help="Recovery fine-tuning epochs with distillation (0: none).",
+)
+@click.option("--lr", default=1e-4, show_default=True, help="Recovery learning rate.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--kd-alpha", default=0.5, show_default=True, help="Weight of the KL term.")
+@click.option("--kd-temperature", default=2.0, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Recovery without augmentation.")
+@click.option("--sweep", is_flag=True, help="Every depth: table (md, json) and trade-off plot.")
+@click.option("--out", type=PATH, required=True, help="Output folder.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def prune(
+    checkpoint,
+    variant,
+    keep,
+    strategy,
+    data,
+    recover_epochs,
+    lr,
+    batch_size,
+    kd_alpha,
+    kd_temperature,
+    no_augment,
+    sweep,
+    out,
+    quiet,
+) -> None:
+    """Drop encoder layers of a trained TimeSformer, then recover with distillation.
+
+    \b
+    OUT/best/ is a Hugging Face checkpoint (num_hidden_layers updated) whose edgevid.json
+    lists the kept layers; OUT/prune.json records the choice.
+    \b
+    Examples:
+      edgevid prune --checkpoint runs/tsf/best --variant prune4 --out runs/prune4
+      edgevid prune --checkpoint runs/tsf/best --keep 6 --strategy last --out runs/last6
+      edgevid prune --checkpoint runs/tsf/best --sweep --out runs/sweep
+    """
+    _need_torch("pruning")
+    from edgevid.train.checkpoint import load_checkpoint
+    from edgevid.train.config import AugmentConfig, TrainConfig
+    from edgevid.train.prune import prune as run
+    from edgevid.train.prune import prune_sweep
+
+    if not sweep and (variant is None) == (keep is None):
+        raise DataError("edgevid prune needs exactly one of --variant pruneK, --keep K, --sweep")
+    model, meta = load_checkpoint(checkpoint)
+    if data is None:
+        data = checkpoint.parent / "manifest.json"
+        if not data.is_file():
+            raise DataError(f"{checkpoint}: no run manifest beside it; pass --data ROOT")
+    manifest = _manifest(data)
+    recover = TrainConfig(
+        variant=meta.variant,
+        epochs=max(1, recover_epochs),
+        lr=lr,
+        batch_size=batch_size,
+        unfreeze=-1,
+        kd_alpha=kd_alpha,
+        kd_temperature=kd_temperature,
+        warmup_epochs=0.0,
+        augment=AugmentConfig(enabled=not no_augment),
+    )
+    recover = recover if recover_epochs > 0 else None
+    if sweep:
+        rows = prune_sweep(
+            model, meta, manifest, out, strategy=strategy, recover=recover, progress=not quiet
+        )
+        for r in rows:
+            click.echo(
+                f"{r['name']:<16}{r['layers']:>3} layers  test top-1 {r['test_acc']:.3f}"
+                f"  {r['latency_ms']:.1f} ms/clip"
+            )
+        click.echo(f"table: {out / 'sweep.md'}, plot: {out / 'tradeoff.png'}")
+        return
+    if keep is None:
+        keep = meta.num_layers - _dropped(variant)
+    result = run(
+        model,
+        meta,
+        manifest,
+        out,
+        keep=keep,
+        strategy=strategy,
+        recover=recover,
+        progress=not quiet,
+    )
+    click.echo(f"kept layers {result.kept_layers} ({strategy})")
+    if result.test_acc is not None:
+        click.echo(f"test top-1 {result.test_acc:.3f}")
+    click.echo(f"model: {out / 'best'}")
+
+
+def _dropped(variant: str) -> int:
+    name = variant.removeprefix("tiny-")
+    if not name.startswith("prune") or not name[5:].isdigit():
+        raise DataError(f"--variant must look like prune4 (drop 4 layers), got {variant!r}")
+    return int(name[5:])
+
+
+@click.command("eval")
+@click.option(
+    "--model",
+    "model_path",
+    type=PATH,
+    required=True,
+    help="Checkpoint folder (RUN_DIR/best) or exported model file (.onnx).",
+)
+@click.option(
+    "--data",
+    type=PATH,
+    required=True,
+    help="Dataset/manifest (uses --split), or any folder <ClassName>/*.mp4.",
+)
+@click.option("--split", default="test", show_default=True, help="Manifest split.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--out", type=PATH, help="Write report.json and confusion_matrix.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
+    """Top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix.
+
+    \b
+    Examples:
+      edgevid eval --model runs/tsf/best --data data/ucf5 --split test --out runs/tsf/eval
+      edgevid eval --model prune4.onnx --data clips/real_world
+    """
+    import json
+
+    from edgevid.train.clips import clip_batches
+    from edgevid.train.evaluate import evaluate, labelled_clips
+    from edgevid.train.predictors import load_predictor
+
+    predict, meta = load_predictor(model_path, device)
+    paths, targets = labelled_clips(data, meta.labels, split)
+    skipped: list[str] = []
+    with click.progressbar(
+        length=len(paths), label="evaluating", file=click.get_text_stream("stderr")
+    ) as bar:
+
+        def batches():
+            for x, y in clip_batches(paths, targets, meta, batch_size, skipped):
+                bar.update(len(y))
+                yield x, y
+
+        report = evaluate(predict, batches(), meta.labels, skipped)
+    for s in skipped:
+        click.echo(f"skipped undecodable clip {s}", err=True)
+    if out is not None:
+        from edgevid.train.plots import plot_confusion
+
+        report.save(out / "report.json")
+        plot_confusion(
+            report.confusion,
+            report.labels,
+            out / "confusion_matrix.png",
+            title=f"{model_path.name}: top-1 {report.top1:.3f}",
+        )
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
+
+
+eval_.name = "eval"
+COMMANDS = [train, prune, eval_]

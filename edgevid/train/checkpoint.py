@@ -4,6 +4,7 @@
       config.json          HF config (num_hidden_layers reflects pruning)
       model.safetensors    weights
       edgevid.json         ModelMeta: labels, frames, size, mean/std, sampling, variant
+    run/last/training_state.pt   optimizer, scheduler, RNG states, epoch/step (resume)
 
 Written atomically as a whole folder, so a kill mid-save leaves the previous checkpoint.
 ``TimesformerForVideoClassification.from_pretrained(run/best)`` works without edgevid.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import torch
 import torch.nn as nn
 from safetensors import SafetensorError
 
@@ -21,6 +24,8 @@ from edgevid._atomic import atomic_dir
 from edgevid.errors import MetadataError, ModelError
 from edgevid.meta import META_FILENAME, ModelMeta, Sampling
 from edgevid.train.models.registry import model_spec
+
+STATE_FILENAME = "training_state.pt"  # resume state beside last/ (optimizer, RNG, position)
 
 
 def meta_for(model: nn.Module, sampling: Sampling | None = None, **extra) -> ModelMeta:
@@ -39,11 +44,30 @@ def meta_for(model: nn.Module, sampling: Sampling | None = None, **extra) -> Mod
     )
 
 
-def save_checkpoint(model: nn.Module, meta: ModelMeta, path: str | os.PathLike) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    meta: ModelMeta,
+    path: str | os.PathLike,
+    training_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write the HF folder + metadata (+ the trainer's resume state) as one atomic swap."""
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         meta.save(tmp / META_FILENAME)
+        if training_state is not None:
+            torch.save(training_state, tmp / STATE_FILENAME)
     return Path(path)
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The optimizer / scheduler / RNG / position record saved beside a ``last/`` checkpoint."""
+    file = Path(path) / STATE_FILENAME
+    if not file.is_file():
+        raise ModelError(f"{path}: no {STATE_FILENAME} to resume from (not a last/ checkpoint)")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise ModelError(f"{file}: resume state is corrupt ({type(e).__name__})") from e
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, ModelMeta]:

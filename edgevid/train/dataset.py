@@ -1,0 +1,166 @@
+"""Clips of one manifest split as a torch Dataset, decoded and preprocessed like the runtime.
+
+    path -> read_frames(sampled indices) -> [augment] -> normalize_clip -> (T, 3, S, S)
+
+Evaluation uses uniform segment-centre sampling and ``preprocess_clip``: exactly what
+``edgevid run`` feeds an exported model. Every random draw (frame jitter, crop, colour,
+control shuffle) comes from a generator seeded by (run seed, epoch, clip index), so a
+resumed run sees the same clips as an uninterrupted one, whatever the worker count.
+
+A clip that cannot be decoded is not fatal: it is reported by name and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from edgevid.errors import VideoError
+from edgevid.meta import ModelMeta
+from edgevid.runtime.preprocess import normalize_clip, preprocess_clip
+from edgevid.runtime.sampling import jittered_indices, uniform_indices
+from edgevid.runtime.video import probe_video, read_frames
+from edgevid.train.augment import augment_clip
+from edgevid.train.config import AugmentConfig
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str  # the clip that could not be decoded
+    reason: str  # the decoder's one-line message
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T, 3, S, S) float32 normalised clips, or cached (B, L, D) features
+    labels: torch.Tensor  # (B,) int64
+    indices: torch.Tensor  # (B,) int64: clip index in the dataset (feature cache key)
+    skipped: list[Skipped] = field(default_factory=list)  # clips of this batch left out
+
+
+class ClipDataset(Dataset):
+    """(video path, label) pairs -> (clip (T, 3, S, S) float32, label, index)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        labels: Sequence[int],
+        meta: ModelMeta,
+        *,
+        train: bool = False,
+        augment: AugmentConfig | None = None,
+        shuffle_frames: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if len(paths) != len(labels):
+            raise ValueError("paths and labels differ in length")
+        self.paths = [Path(p) for p in paths]
+        self.labels = [int(v) for v in labels]
+        self.num_frames, self.size = meta.num_frames, meta.image_size
+        self.mean, self.std = meta.mean, meta.std
+        self.augment = augment if train and augment and augment.enabled else None
+        self.shuffle_frames = shuffle_frames
+        self.seed = seed
+        self._lengths: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def deterministic(self) -> bool:
+        """Every epoch yields identical inputs (so the frozen part's outputs can be cached)."""
+        return self.augment is None and not self.shuffle_frames
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        i, draw = key if isinstance(key, tuple) else (key, 0)
+        rng = np.random.default_rng([self.seed, draw, i])
+        try:
+            frames = self._decode(i, rng)  # (T, H, W, 3) uint8
+        except VideoError as e:
+            return Skipped(str(self.paths[i]), str(e))
+        if self.shuffle_frames:
+            frames = frames[rng.permutation(len(frames))]
+        if self.augment is not None:
+            clip = normalize_clip(
+                augment_clip(frames, self.size, self.augment, rng), self.mean, self.std
+            )
+        else:
+            clip = preprocess_clip(frames, self.size, self.mean, self.std)
+        return torch.from_numpy(clip), self.labels[i], i  # (T, 3, S, S)
+
+    def _decode(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        if i not in self._lengths:
+            self._lengths[i] = probe_video(self.paths[i]).num_frames
+        n = self._lengths[i]
+        if self.augment is not None and self.augment.temporal_jitter:
+            idx = jittered_indices(n, self.num_frames, rng)
+        else:
+            idx = uniform_indices(n, self.num_frames)
+        return read_frames(self.paths[i], idx)
+
+
+def collate(items: list) -> Batch:
+    """Stack the decodable clips of a batch; keep the others' names for the report."""
+    good = [it for it in items if not isinstance(it, Skipped)]
+    skipped = [it for it in items if isinstance(it, Skipped)]
+    if not good:
+        empty = torch.empty(0)
+        return Batch(empty, empty.long(), empty.long(), skipped)
+    clips, labels, idx = zip(*good, strict=True)
+    return Batch(torch.stack(clips), torch.tensor(labels), torch.tensor(idx), skipped)
+
+
+def numpy_batches(
+    ds: ClipDataset, batch_size: int, skipped: list[str] | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``ds`` in order as ((B, T, 3, S, S) float32, (B,) int64) numpy batches."""
+    for batch in DataLoader(ds, batch_size=batch_size, collate_fn=collate):
+        if skipped is not None:
+            skipped.extend(f"{s.path} ({s.reason})" for s in batch.skipped)
+        if len(batch.labels):
+            yield batch.inputs.numpy(), batch.labels.numpy()
+
+
+class EpochSampler(Sampler):
+    """A seeded permutation per epoch, yielding (index, epoch) keys; can start mid-epoch.
+
+    ``set_epoch(e)`` picks the permutation, ``set_start(k)`` skips this process's first k
+    keys, which is how a resumed run continues at the exact step it was killed after.
+    Under data parallelism process ``rank`` of ``world`` takes every world-th key of the
+    permutation, padded (like torch's DistributedSampler) so all processes take as many.
+    """
+
+    def __init__(
+        self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1
+    ) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world = rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_start(self, start: int) -> None:
+        self.start = start
+
+    @property
+    def shard_size(self) -> int:
+        return -(-self.n // self.world)  # ceil
+
+    def __len__(self) -> int:
+        return max(0, self.shard_size - self.start)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        order = np.resize(order, self.shard_size * self.world)  # pad by repeating the start
+        for i in order[self.rank :: self.world][self.start :]:
+            yield int(i), self.epoch
