@@ -112,6 +112,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "processor": platform.processor(),
+            "load_average_at_end": os.getloadavg(),  # the CPU may be shared during the run
         },
         "variant": a.variant,
         "video": a.video,

@@ -28,7 +28,16 @@ OVERHEAD_BUDGET = 0.10  # decode + preprocess + buffer <= 10% of inference time
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB."""
+    """Peak resident set size of this process so far, in MB.
+
+    Linux: VmHWM, which starts afresh at exec (ru_maxrss does not: a child started by a
+    big parent inherits the parent's peak). Elsewhere: ru_maxrss.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, else KiB
 

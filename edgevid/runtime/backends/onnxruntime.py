@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,9 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only
+        # No CPU arena: with it, RSS grows by the peak activations of each run and keeps them
+        # (prune8 FP32 on CPU: 730 MB after two runs vs 220 MB steady without; same speed).
+        so.enable_cpu_mem_arena = False
         if threads:
             so.intra_op_num_threads = threads
         sidecar = _peek_precision(self.path)
@@ -89,6 +94,29 @@ class OnnxRuntimeBackend(Backend):
         except _LOAD_ERRORS as e:
             first = str(e).strip().splitlines()[0]
             raise ModelError(f"{self.path}: inference failed ({first[:200]})") from e
+        finally:
+            _trim_heap()
+
+
+def _libc_malloc_trim():
+    """glibc's malloc_trim, or None elsewhere (macOS, musl, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def _trim_heap() -> None:
+    """Give the heap freed by a run back to the OS. Without it glibc keeps the fragments of
+    each run's ~250 MB of activations and the peak RSS creeps up run after run (prune8 INT8:
+    578 MB after two runs vs 386 MB with it), for 0.3-10 ms per ~1 s inference."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _peek_precision(path: Path) -> str | None:
