@@ -272,3 +272,10 @@ def test_bench_reports_every_number(tiny_onnx, media_dir, tmp_path):
     assert set(row["stages_ms"]) == {"decode", "preprocess", "buffer", "inference"}
     bad = edgevid("bench", str(tiny_onnx), "--video", str(tmp_path / "none.mp4"))
     assert_clear_error(bad, "none.mp4: no such file")
+
+
+def test_no_inference_on_an_unchanged_buffer(tiny_onnx, media_dir):
+    """--every 1 with stride 4: a window only changes every 4th frame, so does inference."""
+    s = Streamer(media_dir / "carphone_pristine.mp4", tiny_onnx, every=1, stride=4)
+    frames = [r.frame for step in s.steps() for r in step.results]
+    assert frames == list(range(28, 120, 4))  # 8 frames at stride 4: full at frame 28

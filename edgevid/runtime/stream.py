@@ -85,6 +85,7 @@ class _Lane:
     latest: Result | None = None  # last result, for rendering
     newest: Frame | None = None  # last frame taken from the source
     prep_s: float = 0.0  # preprocessing time of the newest buffered frame
+    fresh: bool = False  # a frame entered the buffer since the last inference
 
     @property
     def active(self) -> bool:
@@ -159,11 +160,12 @@ class Streamer:
         if lane.buffer.push(frame.index, frame.image):
             lane.prep_s = time.perf_counter() - t0
             self.stats.add("preprocess", lane.prep_s)
+            lane.fresh = True
         max_frames = self.config.max_frames
         lane.finished = max_frames is not None and frame.index + 1 >= max_frames
         lane.newest = frame
-        if lane.buffer.full and frame.index >= lane.next_due:
-            lane.next_due = frame.index + self.config.every
+        if lane.buffer.full and lane.fresh and frame.index >= lane.next_due:
+            lane.next_due, lane.fresh = frame.index + self.config.every, False
             return lane
         return None
 
