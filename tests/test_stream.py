@@ -279,3 +279,23 @@ def test_no_inference_on_an_unchanged_buffer(tiny_onnx, media_dir):
     s = Streamer(media_dir / "carphone_pristine.mp4", tiny_onnx, every=1, stride=4)
     frames = [r.frame for step in s.steps() for r in step.results]
     assert frames == list(range(28, 120, 4))  # 8 frames at stride 4: full at frame 28
+
+
+def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
+    """Ctrl-C is how a camera run ends: summary, finished video, exit 0."""
+    import signal
+
+    out = tmp_path / "live.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgevid", "run", "-s", str(media_dir / "bikes.mp4"),
+         "-m", str(tiny_onnx), "--realtime", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = json.loads(proc.stdout.readline())  # running: the first result is out
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert first["frame"] == 7 and "Traceback" not in stderr
+    read = int(re.match(r"(\d+) frames read", stderr).group(1))
+    assert 8 <= read < 250  # stopped early, paced at 25 fps
+    assert probe_video(out).num_frames == read

@@ -154,11 +154,12 @@ class Source:
                     reader.release()
                     reader = self._reopen()
                     continue
-                if self.config.realtime and self.fps:
+                decode_s = t1 - t0
+                if self.config.realtime and self.fps:  # pace: frame i leaves at i / fps
                     self._stop.wait(max(0.0, started + index / self.fps - time.perf_counter()))
                     t1 = time.perf_counter()
                 stamp = index / self.fps if (self.fps and not self.spec.live) else t1 - started
-                self._put(Frame(self.stream, index, stamp, image, t1 - t0, t1))
+                self._put(Frame(self.stream, index, stamp, image, decode_s, t1))
                 index += 1
             self._put(_End())
         except EdgevidError as e:
