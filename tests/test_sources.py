@@ -15,7 +15,13 @@ import pytest
 from edgevid.errors import EdgevidError, SourceError
 from edgevid.runtime._cv import cv2
 from edgevid.runtime.capture import CaptureConfig, open_source
-from edgevid.runtime.sources import SourceOptions, has_gstreamer, open_reader, resolve_source
+from edgevid.runtime.sources import (
+    SourceOptions,
+    csi_pipeline,
+    has_gstreamer,
+    open_reader,
+    resolve_source,
+)
 from edgevid.runtime.video import iter_frames, write_video
 
 
@@ -253,3 +259,10 @@ def test_live_stream_that_never_returns_is_a_clear_error():
     assert len(got) == 10 and src.reconnects == 0
     assert 1.0 <= waited < 1.0 + 2 * FAST.timeout_s
     assert not src._thread.is_alive()
+
+
+def test_csi_pipeline_for_jetson():
+    p = csi_pipeline(1, SourceOptions(csi_width=1920, csi_height=1080, csi_fps=30))
+    assert p.startswith("nvarguscamerasrc sensor-id=1 ! ")
+    assert "width=1920,height=1080,framerate=30/1" in p
+    assert p.endswith("appsink drop=true max-buffers=2")
