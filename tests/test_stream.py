@@ -298,4 +298,4 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
     assert first["frame"] == 7 and "Traceback" not in stderr
     read = int(re.match(r"(\d+) frames read", stderr).group(1))
     assert 8 <= read < 250  # stopped early, paced at 25 fps
-    assert probe_video(out).num_frames == read
+    assert read - 1 <= probe_video(out).num_frames <= read  # the interrupted step may be cut
