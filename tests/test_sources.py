@@ -266,3 +266,30 @@ def test_csi_pipeline_for_jetson():
     assert p.startswith("nvarguscamerasrc sensor-id=1 ! ")
     assert "width=1920,height=1080,framerate=30/1" in p
     assert p.endswith("appsink drop=true max-buffers=2")
+
+
+def test_a_reader_that_crashes_ends_the_stream_with_an_error():
+    from edgevid.runtime.capture import Source
+    from edgevid.runtime.sources import SourceSpec
+
+    class Crashing:
+        fps = 10.0
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def read(self):
+            self.reads += 1
+            if self.reads > 3:
+                raise RuntimeError("decoder exploded")
+            return np.zeros((8, 8, 3), np.uint8)
+
+        def release(self) -> None:
+            pass
+
+    with Source(SourceSpec("crash://", "test", False, Crashing)) as src:
+        got = []
+        with pytest.raises(SourceError, match=r"crash://: capture failed \(RuntimeError: decoder"):
+            for frame in src:  # never hangs: the failure reaches the consumer
+                got.append(frame)
+    assert len(got) == 3

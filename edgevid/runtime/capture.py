@@ -164,6 +164,8 @@ class Source:
             self._put(_End())
         except EdgevidError as e:
             self._put(_Failed(e))
+        except Exception as e:  # noqa: BLE001 (a decoder failure must end the stream, not hang it)
+            self._put(_Failed(SourceError(f"{self.uri}: capture failed ({type(e).__name__}: {e})")))
         finally:
             reader.release()
 
