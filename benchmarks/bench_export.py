@@ -1,12 +1,13 @@
 """Export benchmark: PyTorch eager vs ONNX Runtime FP32 / FP16 / INT8 on this CPU.
 
 For each variant (random weights at full size: speed does not depend on the values) it
-exports FP32, FP16, INT8 static (minmax, calibrated on the real clips in ../shared/media)
-and INT8 dynamic graphs, then measures every backend in its own subprocess so that peak
+exports FP32 (dynamo exporter, and the TorchScript exporter for comparison), FP16, INT8
+static (minmax, calibrated on the real clips in ../shared/media) and INT8 dynamic graphs,
+then measures every backend in its own subprocess so that peak
 RSS is that backend's alone: seconds per clip and clips/s at batch 1, model size, peak
 RSS, and the ratio to PyTorch eager. All numbers come from one run.
 
-    python benchmarks/bench_export.py                       # every variant, ~15 min
+    python benchmarks/bench_export.py                       # every variant, ~20 min
     python benchmarks/bench_export.py --variants prune4,prune8 --iters 3
 
 Writes benchmarks/results/bench_export.json.
@@ -29,18 +30,27 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
-BACKENDS = ("eager", "ort-fp32", "ort-fp16", "ort-int8-static", "ort-int8-dynamic")
+BACKENDS = (
+    "eager",
+    "ort-fp32",
+    "ort-fp32-torchscript",  # the same model through the TorchScript exporter, for comparison
+    "ort-fp16",
+    "ort-int8-static",
+    "ort-int8-dynamic",
+)
 DEFAULT_VARIANTS = ("timesformer", "prune2", "prune4", "prune6", "prune8")
 
 
-# --- worker: one backend, one model, in a fresh process ---------------------------------
+# --- worker: one backend, one model, in its own process -----------------------------------
 def worker(args: argparse.Namespace) -> None:
-    """Time ``args.iters`` batch-1 runs after one warm-up; print a JSON line.
+    """Load one backend, warm it up, then time one batch-1 run per "run" line on stdin.
 
-    The median is the headline; the best run is kept too, since this CPU may be shared.
+    Every backend of a variant is loaded at once, each in its own process (so its peak RSS
+    is its own), and the driver asks them for one run in turn: on a shared CPU, load that
+    comes and goes then hits every backend alike instead of whichever ran at the time.
     """
     threads = os.cpu_count() or 1
-    x = np.random.default_rng(0).standard_normal((1, 8, 3, 224, 224), dtype=np.float32)
+    rng = np.random.default_rng(0)
     if args.backend == "eager":
         import torch
 
@@ -49,7 +59,9 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         model = create_model(args.variant).eval()
-        xt = torch.from_numpy(x)
+        cfg = model.config
+        shape = (1, cfg.num_frames, 3, cfg.image_size, cfg.image_size)  # (B, T, C, H, W)
+        xt = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
 
         def run() -> None:
             with torch.inference_mode():
@@ -62,19 +74,21 @@ def worker(args: argparse.Namespace) -> None:
         so.intra_op_num_threads = threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
+        name, shape = sess.get_inputs()[0].name, sess.get_inputs()[0].shape
+        x = rng.standard_normal((1, *shape[1:]), dtype=np.float32)  # batch 1
 
         def run() -> None:
             sess.run(None, {name: x})
 
     run()  # warm-up: allocations, kernel selection
-    times = []
-    for _ in range(args.iters):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
         t0 = time.perf_counter()
         run()
-        times.append(time.perf_counter() - t0)
-    result = {"s_per_clip": float(np.median(times)), "best_s_per_clip": float(min(times))}
-    print(json.dumps(result | {"peak_rss_mb": peak_rss_mb()}))
+        print(time.perf_counter() - t0, flush=True)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
 def peak_rss_mb() -> float:
@@ -86,13 +100,40 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(backend: str, variant: str, model: str | None, iters: int) -> dict:
+def start_worker(backend: str, variant: str, model: str | None) -> subprocess.Popen:
     cmd = [sys.executable, __file__, "--worker", backend, "--variants", variant]
-    cmd += ["--iters", str(iters)] + (["--model", model] if model else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    cmd += ["--model", model] if model else []
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    if proc.stdout.readline().strip() != "ready":  # loaded and warmed up, one at a time
+        proc.kill()
+        raise RuntimeError(f"{backend} worker failed: {proc.stderr.read().strip()[-300:]}")
+    return proc
+
+
+def measure(models: dict[str, str | None], variant: str, iters: int) -> dict[str, dict]:
+    """Round-robin ``iters`` timed runs over all backends; median, best and peak RSS each."""
+    workers = {b: start_worker(b, variant, m) for b, m in models.items()}
+    times: dict[str, list[float]] = {b: [] for b in workers}
+    for _ in range(iters):
+        for backend, proc in workers.items():
+            proc.stdin.write("run\n")
+            proc.stdin.flush()
+            times[backend].append(float(proc.stdout.readline()))
+    results = {}
+    for backend, proc in workers.items():
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        rss = json.loads(proc.stdout.readline())["peak_rss_mb"]
+        proc.wait()
+        t = times[backend]
+        results[backend] = {
+            "s_per_clip": float(np.median(t)),
+            "best_s_per_clip": float(min(t)),
+            "peak_rss_mb": rss,
+        }
+    return results
 
 
 # --- driver -------------------------------------------------------------------------------
@@ -125,6 +166,9 @@ def export_all(variant: str, work: Path) -> tuple[dict[str, Path], dict[str, flo
     t = time.perf_counter()
     torch_to_onnx(model, meta, paths["ort-fp32"])
     seconds["ort-fp32"] = time.perf_counter() - t
+    t = time.perf_counter()
+    torch_to_onnx(model, meta, paths["ort-fp32-torchscript"], exporter="torchscript")
+    seconds["ort-fp32-torchscript"] = time.perf_counter() - t
     del model
     t = time.perf_counter()
     onnx_to_fp16(paths["ort-fp32"], paths["ort-fp16"])
@@ -140,30 +184,26 @@ def export_all(variant: str, work: Path) -> tuple[dict[str, Path], dict[str, flo
 
 def bench_variant(variant: str, iters: int, work: Path) -> list[dict]:
     paths, export_s, eager_mb = export_all(variant, work)
+    models = {b: (str(paths[b]) if b in paths else None) for b in BACKENDS}
+    measured = measure(models, variant, iters)
     rows = []
     for backend in BACKENDS:
         path = paths.get(backend)
-        r = measure(backend, variant, str(path) if path else None, iters)
         mb = path.stat().st_size / 2**20 if path else eager_mb
-        rows.append(
-            {"variant": variant, "backend": backend, "model_mb": mb}
-            | {"export_s": export_s.get(backend)}
-            | r
-        )
+        row = {"variant": variant, "backend": backend, "model_mb": mb}
+        rows.append(row | {"export_s": export_s.get(backend)} | measured[backend])
         print_row(rows[-1], rows[0])
     for path in paths.values():
         path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
     return rows
 
 
 def print_row(row: dict, eager: dict) -> None:
-    if "error" in row:
-        print(f"{row['variant']:<12}{row['backend']:<18} error: {row['error']}", flush=True)
-        return
     speedup = eager.get("s_per_clip", float("nan")) / row["s_per_clip"]
     row["speedup_vs_eager"] = speedup
     print(
-        f"{row['variant']:<12}{row['backend']:<18}{row['s_per_clip']:>9.3f}"
+        f"{row['variant']:<12}{row['backend']:<22}{row['s_per_clip']:>9.3f}"
         f"{row['best_s_per_clip']:>8.3f}{1 / row['s_per_clip']:>9.2f}{row['model_mb']:>9.1f}"
         f"{row['peak_rss_mb']:>10.0f}"
         f"{speedup:>8.2f}x",
@@ -184,9 +224,10 @@ def main() -> None:
         return worker(args)
 
     print(
-        f"{'variant':<12}{'backend':<18}{'s/clip':>9}{'best':>8}{'clips/s':>9}{'MB':>9}"
+        f"{'variant':<12}{'backend':<22}{'s/clip':>9}{'best':>8}{'clips/s':>9}{'MB':>9}"
         f"{'RSS MB':>10}{'vs eager':>9}"
     )
+    load_before = os.getloadavg()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-export-") as work:
         for variant in args.variants.split(","):
@@ -199,7 +240,13 @@ def main() -> None:
     write_json(
         args.out,
         {
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                # 1/5/15-min load averages: other work on a shared CPU slows every backend
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
+            },
             "batch": 1,
             "iters": args.iters,
             "rows": rows,

@@ -20,17 +20,16 @@ from edgevid.calib.quantize import (  # noqa: E402
     onnx_to_int8_static,
 )
 from edgevid.errors import DataError, ExportError  # noqa: E402
-from edgevid.export.torch_to_onnx import read_metadata, torch_to_onnx  # noqa: E402
+from edgevid.export.torch_to_onnx import read_metadata  # noqa: E402
 from edgevid.export.verify import torch_logits, verify_graph  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint  # noqa: E402
 from edgevid.train.folders import load_or_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model_and_graphs(tiny_checkpoint, tmp_path_factory):
+def model_and_graphs(tiny_checkpoint, tiny_onnx, tmp_path_factory):
     model, meta = load_checkpoint(tiny_checkpoint)
-    tmp = tmp_path_factory.mktemp("calib")
-    return model, meta, torch_to_onnx(model, meta, tmp / "m.onnx"), tmp
+    return model, meta, tiny_onnx, tmp_path_factory.mktemp("calib")
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +114,6 @@ def test_dynamic_int8_agrees_with_pytorch(model_and_graphs, test_clips):
     assert read_metadata(path).extra["calibration"]["method"] == "dynamic"
     result = verify_graph(path, torch_logits(model, test_clips, meta), test_clips)
     assert result.passed, result.reason
-
-
-def test_raw_input_graph_calibrates_on_uint8_frames(model_and_graphs, media_dir):
-    model, meta, _, tmp = model_and_graphs
-    raw = torch_to_onnx(model, meta, tmp / "raw.onnx", raw_input=True)
-    clips = folder_clips(media_dir, meta)  # the real clips: decoded, resized, cropped
-    path = onnx_to_int8_static(raw, tmp / "raw-int8.onnx", clips)
-    assert read_metadata(path).input_format == "uint8"
-    result = verify_graph(path, torch_logits(model, clips, meta), clips)
-    assert result.cosine > 0.98
 
 
 def test_bad_inputs_are_clear_errors(model_and_graphs, tmp_path, synth_root):

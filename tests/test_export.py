@@ -24,7 +24,7 @@ from edgevid.export.fp16 import onnx_to_fp16  # noqa: E402
 from edgevid.export.torch_to_onnx import read_metadata, sidecar_path, torch_to_onnx  # noqa: E402
 from edgevid.export.verify import onnx_logits, torch_logits, verify_graph  # noqa: E402
 from edgevid.meta import ONNX_META_KEY, ModelMeta  # noqa: E402
-from edgevid.train.checkpoint import meta_for  # noqa: E402
+from edgevid.train.checkpoint import load_checkpoint, meta_for  # noqa: E402
 from edgevid.train.models import create_model, list_models  # noqa: E402
 from tests.conftest import SYNTH_LABELS  # noqa: E402
 
@@ -81,14 +81,20 @@ def test_metadata_round_trips(exported):
 
 
 @pytest.fixture(scope="module")
-def prune8(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("tiny-prune8", labels=SYNTH_LABELS).eval()
-    return model, meta_for(model), tmp_path_factory.mktemp("prune8")
+def prune8(tiny_checkpoint, tiny_onnx, tmp_path_factory):
+    """The shared tiny-prune8 checkpoint, its FP32 graph, and a folder for more graphs."""
+    model, meta = load_checkpoint(tiny_checkpoint)
+    return model, meta, tiny_onnx, tmp_path_factory.mktemp("prune8")
+
+
+@pytest.fixture(scope="module")
+def raw_graph(prune8):
+    model, meta, _, tmp = prune8
+    return torch_to_onnx(model, meta, tmp / "raw.onnx", raw_input=True)
 
 
 def test_opset16_writes_layernorm_out_and_still_matches(prune8):
-    model, meta, tmp = prune8
+    model, meta, _, tmp = prune8
     path = torch_to_onnx(model, meta, tmp / "opset16.onnx", opset=16)
     graph = onnx.load(str(path))
     assert graph.opset_import[0].version == 16
@@ -99,10 +105,9 @@ def test_opset16_writes_layernorm_out_and_still_matches(prune8):
     )
 
 
-def test_raw_input_graph_equals_host_preprocessing(prune8, media_dir):
-    model, meta, tmp = prune8
-    raw = torch_to_onnx(model, meta, tmp / "raw.onnx", raw_input=True)
-    host = torch_to_onnx(model, meta, tmp / "host.onnx")
+def test_raw_input_graph_equals_host_preprocessing(prune8, raw_graph, media_dir):
+    model, meta, host, _ = prune8
+    raw = raw_graph
     session = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     assert (inp.name, inp.type) == ("frames", "tensor(uint8)")
@@ -118,8 +123,7 @@ def test_raw_input_graph_equals_host_preprocessing(prune8, media_dir):
 
 
 def test_fp16_graph_keeps_fragile_ops_fp32_and_agrees(prune8, synth_root):
-    model, meta, tmp = prune8
-    fp32 = torch_to_onnx(model, meta, tmp / "m.onnx")
+    model, meta, fp32, tmp = prune8
     fp16 = onnx_to_fp16(fp32, tmp / "m-fp16.onnx")
     graph = onnx.load(str(fp16))
     f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
@@ -142,18 +146,30 @@ def test_fp16_graph_keeps_fragile_ops_fp32_and_agrees(prune8, synth_root):
         onnx_to_fp16(fp16, tmp / "again.onnx")
 
 
-def test_failed_export_leaves_no_file(prune8, monkeypatch):
-    import edgevid.export.torch_to_onnx as t2o
+def test_a_graph_that_fails_the_checker_is_never_written(tiny_onnx, tmp_path):
+    from edgevid.export.torch_to_onnx import save_onnx
 
-    model, meta, tmp = prune8
+    meta = read_metadata(tiny_onnx)
+    good = save_onnx(onnx.load(str(tiny_onnx)), meta, tmp_path / "m.onnx")
+    before = good.read_bytes()
+    broken = onnx.load(str(tiny_onnx))
+    broken.graph.node[0].input[0] = "no_such_tensor"
+    with pytest.raises(ExportError, match="fails onnx.checker"):
+        save_onnx(broken, meta, good)
+    assert good.read_bytes() == before  # the good graph is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]  # no temp files
 
-    def broken(graph, opset):
-        raise ExportError("boom")
 
-    monkeypatch.setattr(t2o, "convert_opset", broken)
-    with pytest.raises(ExportError, match="boom"):
-        torch_to_onnx(model, meta, tmp / "broken.onnx")
-    assert not list(tmp.glob("broken*")) and not list(tmp.glob(".broken*"))
+def test_int8_static_of_a_raw_input_graph_calibrates_on_uint8_frames(prune8, raw_graph, media_dir):
+    from edgevid.calib.clips import folder_clips
+    from edgevid.calib.quantize import onnx_to_int8_static
+
+    model, meta, _, tmp = prune8
+    clips = folder_clips(media_dir, meta)  # the real clips: decoded, resized, cropped
+    path = onnx_to_int8_static(raw_graph, tmp / "raw-int8.onnx", clips)
+    assert read_metadata(path).input_format == "uint8"
+    result = verify_graph(path, torch_logits(model, clips, meta), clips)
+    assert result.cosine > 0.98
 
 
 # --- the command ---------------------------------------------------------------------------
