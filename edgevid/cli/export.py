@@ -27,6 +27,7 @@ from edgevid.errors import require
     type=click.Choice(["minmax", "entropy", "percentile"]),
     default="minmax",
     show_default=True,
+    help="How INT8 activation ranges are chosen from the calibration clips.",
 )
 @click.option(
     "--calib-clips", type=int, default=32, show_default=True, help="Clips, class-balanced."
@@ -36,10 +37,12 @@ from edgevid.errors import require
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch.")
 @click.option("--data", type=click.Path(), help="Labelled dataset: verify on its test split.")
 @click.option("--clips", type=click.Path(), help="Folder of videos to verify on.")
-@click.option("--verify-clips", type=int, default=16, show_default=True)
+@click.option("--verify-clips", type=int, default=16, show_default=True, help="Clips to verify on.")
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine per graph (needs a GPU).")
 @click.option("--batch", default="1:1:8", show_default=True, help="MIN:OPT:MAX batch (engine).")
-@click.option("--workspace-mb", type=int, default=2048, show_default=True)
+@click.option(
+    "--workspace-mb", type=int, default=2048, show_default=True, help="TensorRT workspace."
+)
 @click.option("--dla-core", type=int, help="Jetson DLA core for the engines.")
 @click.option("--triton", type=click.Path(), help="Write a Triton model repository here.")
 def export(**opts) -> None:
