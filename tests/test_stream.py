@@ -299,3 +299,17 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
     read = int(re.match(r"(\d+) frames read", stderr).group(1))
     assert 8 <= read < 250  # stopped early, paced at 25 fps
     assert read - 1 <= probe_video(out).num_frames <= read  # the interrupted step may be cut
+
+
+def test_run_streams_writes_every_output(tiny_onnx, media_dir, tmp_path):
+    from edgevid.runtime.run import run_streams
+
+    seen = []
+    s = Streamer(media_dir / "carphone_pristine.mp4", tiny_onnx, every=16)
+    outcome = run_streams(s, output=tmp_path / "a.mp4", json_path=tmp_path / "r.jsonl",
+                          on_result=seen.append)  # fmt: skip
+    assert outcome.written == [tmp_path / "a.mp4", tmp_path / "r.jsonl"]
+    assert not outcome.interrupted and outcome.stats.summary()["inferences"] == len(seen) == 8
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in rows] == [r.frame for r in seen] == list(range(7, 120, 16))
+    assert probe_video(tmp_path / "a.mp4").num_frames == 120

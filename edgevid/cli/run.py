@@ -5,12 +5,9 @@ Core install only (numpy, OpenCV, ONNX Runtime, click): nothing here imports tor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
 
 import click
 
@@ -77,7 +74,7 @@ def run(
     """
     from edgevid.runtime.capture import CaptureConfig
     from edgevid.runtime.classifier import Classifier
-    from edgevid.runtime.render import Renderer
+    from edgevid.runtime.run import run_streams
     from edgevid.runtime.smoothing import make_smoother
     from edgevid.runtime.sources import SourceOptions
     from edgevid.runtime.stream import StreamConfig, Streamer
@@ -90,47 +87,21 @@ def run(
         options=SourceOptions(timeout_s=timeout),
     )  # fmt: skip
     streamer = Streamer(sources, Classifier(model, device=device, threads=threads), config)
-    ok, renderer = False, None
+    to_stdout = None if json_path is not None else _print_json
+    outcome = None
     try:
-        renderer = Renderer(streamer, output, show)
-        with _json_lines(json_path) as out:
-            try:
-                for step in streamer.steps():
-                    for result in step.results:
-                        out.write(json.dumps(result.to_json()) + "\n")
-                    if not renderer(step):
-                        break
-            except KeyboardInterrupt:  # Ctrl-C is how a camera run normally ends
-                pass
-            ok = True
-    finally:
-        streamer.close()
-        written = renderer.close(ok) if renderer is not None else []
-        if not quiet and (ok or streamer.stats.latency):  # nothing to sum up if it never ran
+        outcome = run_streams(streamer, output=output, show=show, json_path=json_path,
+                              on_result=to_stdout)  # fmt: skip
+    finally:  # the summary comes even when a stream is lost mid-run
+        if not quiet and (outcome is not None or streamer.stats.latency):
             click.echo(streamer.stats.format(), err=True)
-            for path in written:
-                click.echo(f"wrote {path}", err=True)
+    if not quiet:
+        for path in outcome.written:
+            click.echo(f"wrote {path}", err=True)
 
 
-@contextlib.contextmanager
-def _json_lines(path: Path | None) -> Iterator[TextIO]:
-    """stdout (flushed per line, for piping), or FILE written atomically."""
-    if path is None:
-        yield _LineFlushed(sys.stdout)
-        return
-    from edgevid._atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        yield f
-
-
-class _LineFlushed:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+def _print_json(result) -> None:
+    click.echo(json.dumps(result.to_json()))  # flushed per line: pipe it to jq, tail it
 
 
 @click.command("bench")
