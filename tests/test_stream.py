@@ -194,7 +194,7 @@ def test_runtime_imports_neither_torch_nor_transformers():
         "import sys, edgevid.runtime, edgevid.cli.run\n"
         "from edgevid.runtime import Classifier, stream\n"
         "import edgevid.runtime.backends.onnxruntime, edgevid.runtime.backends.tensorrt\n"
-        "import edgevid.runtime.render, edgevid.runtime.bench, edgevid.runtime.stream\n"
+        "import edgevid.runtime.render, edgevid.runtime.bench, edgevid.runtime.run\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'transformers', 'onnx', 'onnxscript', 'safetensors'))\n"
         "print(bad)\n"
