@@ -209,24 +209,11 @@ def _runtime(cfg: DemoConfig, graphs: dict[str, list[Path]], manifest, out: Path
 
 
 def _run_stream(source: Path, model: Path, video_out: Path, json_out: Path) -> dict:
-    import json
-
-    from edgevid.runtime.render import Renderer
+    from edgevid.runtime.run import run_streams
     from edgevid.runtime.stream import StreamConfig, Streamer
 
     streamer = Streamer([str(source)], str(model), StreamConfig(every=4))
-    renderer = Renderer(streamer, video_out, show=False)
-    lines, ok = [], False
-    try:
-        for step in streamer.steps():
-            lines += [json.dumps(r.to_json()) for r in step.results]
-            renderer(step)
-        ok = True
-    finally:
-        streamer.close()
-        renderer.close(ok)
-    write_text(json_out, "\n".join(lines) + "\n")
-    return streamer.stats.summary()
+    return run_streams(streamer, output=video_out, json_path=json_out).stats.summary()
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -167,3 +167,16 @@ def test_save_failure_keeps_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(model, meta, tmp_path / "ck")
     assert (tmp_path / "ck" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_artefacts_are_readable_by_others(tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (0600/0700); the results must not stay so."""
+    import os
+    import stat
+
+    model = create_model("tiny-scratch", labels=LABELS)
+    ck = save_checkpoint(model, meta_for(model), tmp_path / "ck")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(ck.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((ck / "edgevid.json").stat().st_mode) == 0o666 & ~umask
