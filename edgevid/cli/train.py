@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -300,9 +301,7 @@ def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
     predict, meta = load_predictor(model_path, device)
     paths, targets = labelled_clips(data, meta.labels, split)
     skipped: list[str] = []
-    with click.progressbar(
-        length=len(paths), label="evaluating", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=len(paths), label="evaluating", file=sys.stderr) as bar:
 
         def batches():
             for x, y in clip_batches(paths, targets, meta, batch_size, skipped):

@@ -5,7 +5,7 @@
 
 Strategies (a registry; each returns the indices of the layers to keep):
   last        keep the first K layers, drop the final ones (what the seed study did)
-  importance  greedy: repeatedly remove the layer whose removal raises the validation
+  importance  greedy: repeatedly remove the layer whose removal changes the validation
               loss least, until K remain
 
 ``prune_sweep`` runs every depth and writes the trade-off table (markdown + JSON) and plot.
@@ -99,15 +99,19 @@ def importance_layers(
     bar = tqdm(total=sum(len(current) - r for r in range(rounds)), desc="layer importance",
                disable=not progress, leave=False)  # fmt: skip
     while len(current) > keep:
+        with only_layers(model, current):
+            base = _loss(model, x, y)
         losses = {}
         for i in current:
             with only_layers(model, [j for j in current if j != i]):
                 losses[i] = _loss(model, x, y)
             bar.update(1)
-        drop = min(losses, key=losses.get)
+        drop = min(losses, key=lambda i: abs(losses[i] - base))  # changes the loss least
         current.remove(drop)
         if trace is not None:
-            trace.append({"removed": drop, "val_loss": losses[drop], "candidates": losses})
+            trace.append(
+                {"removed": drop, "val_loss": losses[drop], "base_loss": base, "candidates": losses}
+            )
     bar.close()
     return current
 
