@@ -118,7 +118,11 @@ class ModelMeta:
             path = path / META_FILENAME
         if not path.is_file():
             raise MetadataError(f"{path}: model metadata not found")
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise MetadataError(f"{path}: not model metadata (binary file)") from None
+        return cls.from_json(text, source=str(path))
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,26 @@ from edgevid.errors import EdgevidError
 
 
 class EdgevidGroup(click.Group):
-    """A click group that reports edgevid errors as one line, never a traceback."""
+    """A click group that reports every error as one line on stderr, never a traceback.
+
+    edgevid errors exit 2 (or their own code); usage errors (a bad option value, a missing
+    argument) exit 2 too, as one line that points at the command's --help.
+    """
+
+    def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
+        try:
+            rv = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "edgevid"
+            click.echo(f"edgevid: error: {e.format_message()} (see '{where} --help')", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"edgevid: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("edgevid: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:

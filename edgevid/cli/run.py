@@ -30,7 +30,7 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # edgevid.runtime.backends.DEVICE
               help="Frames between buffered frames [default: from the model's sampling "
               "metadata and the stream fps].")  # fmt: skip
 @click.option("--smooth", default="ema:0.6", show_default=True, help="ema:A | mean:N | none.")
-@click.option("--threshold", default=0.0, show_default=True,
+@click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help='Below this probability the label is "uncertain".')  # fmt: skip
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1),
               help="Classes reported per result.")  # fmt: skip

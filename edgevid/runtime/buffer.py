@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevid.runtime.preprocess import prepare_frame
+from edgevid.runtime.sampling import uniform_indices
 
 
 class ClipBuffer:
@@ -51,6 +52,20 @@ class ClipBuffer:
     def indices(self) -> np.ndarray:
         """Stream indices of the buffered frames, oldest first: (n,) int64."""
         return np.roll(self._indices, -self._head)[self.num_frames - self._count :]
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def padded_clip(self) -> np.ndarray:
+        """A clip from a buffer that never filled (a file shorter than one window): the
+        frames it holds, repeated uniformly to T, as training pads short videos."""
+        if self._count == 0:
+            raise ValueError("buffer is empty")
+        if self.full:
+            return self.clip()
+        held = self._ring[: self._count]  # not wrapped yet: slots 0..count-1 are in order
+        return held[uniform_indices(self._count, self.num_frames)]  # (T, S, S, 3)
 
     def clip(self, out: np.ndarray | None = None) -> np.ndarray:
         """The buffered frames oldest first, (T, S, S, 3) uint8; needs a full buffer."""

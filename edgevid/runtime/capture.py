@@ -24,6 +24,7 @@ import numpy as np
 
 from edgevid.errors import EdgevidError, SourceError, VideoError
 from edgevid.runtime.sources import FrameReader, SourceOptions, SourceSpec, resolve_source
+from edgevid.runtime.video import MAX_PIXELS
 
 MAX_BACKOFF_S = 2.0  # longest wait between two reconnect attempts
 JOIN_TIMEOUT_S = 10.0  # longest wait for a capture thread to stop
@@ -154,6 +155,10 @@ class Source:
                     reader.release()
                     reader = self._reopen()
                     continue
+                if index == 0 and image.shape[0] * image.shape[1] > MAX_PIXELS:
+                    h, w = image.shape[:2]
+                    limit = f"{MAX_PIXELS // 1_000_000} Mpixel at most"
+                    raise SourceError(f"{self.uri}: {w}x{h} frames are too large ({limit})")
                 decode_s = t1 - t0
                 if self.config.realtime and self.fps:  # pace: frame i leaves at i / fps
                     self._stop.wait(max(0.0, started + index / self.fps - time.perf_counter()))

@@ -133,6 +133,8 @@ def resolve_source(
 ) -> SourceSpec:
     """Find the kind of ``uri``; nothing is opened yet (``spec.open()`` does that)."""
     uri = os.fspath(uri) if not isinstance(uri, int) else str(uri)
+    if not uri.strip():
+        raise SourceError("empty source: give a file, a folder, /dev/videoN, rtsp://..., csi://0")
     options = options or SourceOptions()
     kind = next(k for k in _KINDS if k.matches(uri))
     return SourceSpec(uri, kind.name, kind.live, lambda: kind.opener(uri, options))

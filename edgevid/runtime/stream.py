@@ -91,6 +91,14 @@ class _Lane:
     def active(self) -> bool:
         return not (self.finished or self.source.done)
 
+    @property
+    def ended_short(self) -> bool:
+        """A file that ended before its buffer filled and has had no result yet."""
+        return (
+            not self.active and not self.source.live and self.counts.inferences == 0
+            and 0 < self.buffer.count < self.buffer.num_frames
+        )  # fmt: skip
+
 
 class Streamer:
     """Runs the loop over one or more sources; :meth:`steps` yields every step."""
@@ -133,6 +141,9 @@ class Streamer:
                 frames = self._read()
                 due = [lane for frame in frames if (lane := self._push(frame))]
                 results = self._classify(due) if due else []
+                short = [lane for lane in self.lanes if lane.ended_short]
+                if short:  # files shorter than one window still get their one result
+                    results += self._classify(short, padded=True)
                 yield Step(frames, results)
             self.stats.stop()
 
@@ -169,10 +180,11 @@ class Streamer:
             return lane
         return None
 
-    def _classify(self, due: list[_Lane]) -> list[Result]:
+    def _classify(self, due: list[_Lane], padded: bool = False) -> list[Result]:
         """One batched inference for every due stream."""
         t0 = time.perf_counter()
-        clips = np.stack([lane.buffer.clip() for lane in due])  # (B, T, S, S, 3) uint8
+        take = (lambda b: b.padded_clip()) if padded else (lambda b: b.clip())
+        clips = np.stack([take(lane.buffer) for lane in due])  # (B, T, S, S, 3) uint8
         t1 = time.perf_counter()
         x = self.classifier.to_input(clips)  # (B, T, 3, S, S) float32 | (B, T, S, S, 3) uint8
         t2 = time.perf_counter()

@@ -92,6 +92,8 @@ class Manifest:
             d = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: manifest is not valid JSON ({e.msg})") from e
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not a manifest (binary file)") from None
         m = cls.from_dict(d)
         if not Path(m.root).is_absolute():  # relative roots are relative to the manifest
             m.root = str((path.parent / m.root).resolve())
