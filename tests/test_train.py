@@ -220,3 +220,22 @@ def test_refuses_to_overwrite_a_run(short_run, tmp_path):
     with pytest.raises(DataError, match="--resume"):
         train(TrainConfig(variant="tiny-prune8", epochs=1), manifest, result.run_dir)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_zero_shot_start_from_a_weights_folder(tmp_path):
+    """--zero-shot: the new head's rows are the source head's rows for the mapped classes."""
+    torch.manual_seed(0)
+    source = create_model("tiny-timesformer", labels=["abseiling", "long jump", "pole vault"])
+    save_checkpoint(source, meta_for(source), tmp_path / "k400")
+    model = build_model(
+        "tiny-prune8",
+        ["PoleVault", "LongJump", "Cooking"],
+        weights=str(tmp_path / "k400"),
+        zero_shot=True,
+    )
+    w = model.classifier.weight
+    assert torch.equal(w[0], source.classifier.weight[2])
+    assert torch.equal(w[1], source.classifier.weight[1])
+    assert model.config.num_hidden_layers == 4 and model.config.edgevid_variant == "tiny-prune8"
+    with pytest.raises(ModelError, match="needs a TimeSformer"):
+        build_model("tiny-scratch", ["a"], zero_shot=True)
