@@ -34,6 +34,13 @@ from edgevid.errors import require
 )
 @click.option("--opset", type=int, default=17, show_default=True, help="16 for TensorRT 8.5.")
 @click.option("--raw-input", is_flag=True, help="Graph takes uint8 (B,T,H,W,3) RGB frames.")
+@click.option(
+    "--exporter",
+    type=click.Choice(["dynamo", "torchscript"]),
+    default="dynamo",
+    show_default=True,
+    help="torch.onnx exporter: dynamo gives the clean graph; torchscript is the fallback.",
+)
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch.")
 @click.option("--data", type=click.Path(), help="Labelled dataset: verify on its test split.")
 @click.option("--clips", type=click.Path(), help="Folder of videos to verify on.")

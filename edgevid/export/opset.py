@@ -51,6 +51,7 @@ def decompose_layer_norm(model) -> int:
 
     graph = model.graph
     nodes = list(graph.node)
+    axes_as_input = _default_opset(model) >= 18  # ReduceMean took an attribute before 18
     count = 0
     del graph.node[:]
     for node in nodes:
@@ -65,18 +66,18 @@ def decompose_layer_norm(model) -> int:
         x, scale = node.input[0], node.input[1]
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
         eps, axes = p + "eps", p + "axes"
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array(attrs.get("epsilon", 1e-5), np.float32), eps),
-                numpy_helper.from_array(np.array([-1], np.int64), axes),
-            ]
+        graph.initializer.append(
+            numpy_helper.from_array(np.array(attrs.get("epsilon", 1e-5), np.float32), eps)
         )
+        if axes_as_input:
+            graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), axes))
         out = node.output[0]
+        extra = [axes] if axes_as_input else []
         steps = [  # (op, inputs, output)        x: (..., C)
-            ("ReduceMean", [x, axes], p + "mean"),  # (..., 1)
+            ("ReduceMean", [x, *extra], p + "mean"),  # (..., 1)
             ("Sub", [x, p + "mean"], p + "centred"),
             ("Mul", [p + "centred", p + "centred"], p + "sq"),
-            ("ReduceMean", [p + "sq", axes], p + "var"),  # (..., 1)
+            ("ReduceMean", [p + "sq", *extra], p + "var"),  # (..., 1)
             ("Add", [p + "var", eps], p + "var_eps"),
             ("Sqrt", [p + "var_eps"], p + "std"),
             ("Div", [p + "centred", p + "std"], p + "normed"),
@@ -85,9 +86,15 @@ def decompose_layer_norm(model) -> int:
         if bias:
             steps.append(("Add", [p + "scaled", bias], out))
         for i, (op, inputs, output) in enumerate(steps):
-            graph.node.append(helper.make_node(op, inputs, [output], name=f"{p}{i}_{op}"))
+            attrs = {"axes": [-1]} if op == "ReduceMean" and not axes_as_input else {}
+            graph.node.append(helper.make_node(op, inputs, [output], name=f"{p}{i}_{op}", **attrs))
         count += 1
-    onnx.checker.check_model(model)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(
+            f"LayerNormalization decomposition is invalid: {str(e).splitlines()[0]}"
+        ) from e
     return count
 
 

@@ -35,6 +35,7 @@ class ExportConfig:
     out: str = "exports"  # folder the graphs, engines and sidecars go to
     opset: int = DEFAULT_OPSET  # 17; 16 for TensorRT 8.5 (JetPack 5)
     raw_input: bool = False  # graph takes uint8 (B, T, H, W, 3) frames, normalises inside
+    exporter: str = "dynamo"  # "dynamo" (clean graph, default) | "torchscript" (fallback)
     fp16: bool = False  # also write the FP16 graph
     int8: str | None = None  # "static" (Q/DQ, calibrated) | "dynamic" (ORT CPU) | None
     calib_data: str | None = None  # dataset folder or manifest for INT8 calibration
@@ -185,7 +186,15 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     stem = meta.variant + ("-u8" if cfg.raw_input else "")
     fp32 = work / f"{stem}.onnx"
     _timed(
-        log, "FP32 ONNX", torch_to_onnx, model, meta, fp32, opset=cfg.opset, raw_input=cfg.raw_input
+        log,
+        "FP32 ONNX",
+        torch_to_onnx,
+        model,
+        meta,
+        fp32,
+        opset=cfg.opset,
+        raw_input=cfg.raw_input,
+        exporter=cfg.exporter,
     )
     result.graphs.append(fp32)
     if cfg.fp16:

@@ -16,8 +16,11 @@ and the onnxscript optimizer has already folded its constants. Fewer, cleaner no
 TensorRT's parser and fusions, the FP16 converter and the INT8 quantizer all behave more
 predictably, so the dynamo exporter is the default. It emits opset 18; ``opset.py`` brings
 the graph down to 17 (the default) or 16 (TensorRT 8.5: LayerNormalization written out).
-The TorchScript exporter stays available (``exporter="torchscript"``) as a fallback for a
-model ``torch.export`` cannot trace.
+The TorchScript exporter stays available (``exporter="torchscript"``, ``--exporter``) as a
+fallback for a model ``torch.export`` cannot trace. Measured on a CPU (bench_export.py), the
+two graphs run at the same speed in ONNX Runtime once its own optimizer has folded the shape
+arithmetic, but the TorchScript graph peaks at less memory there (prune4: ~560 vs ~880 MB
+with the default arena), so a CPU-only deployment short of memory may prefer it.
 """
 
 from __future__ import annotations
@@ -181,10 +184,12 @@ def _export_torchscript(wrapper: torch.nn.Module, x: torch.Tensor, name: str, op
             input_names=[name],
             output_names=[OUTPUT_NAME],
             dynamic_axes={name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
+            # at least 17, so LayerNormalization stays one op; convert_opset writes it out
+            # for opset 16 with the node names the FP16 pass keeps in FP32
+            opset_version=max(opset, 17),
             dynamo=False,
         )
-        return onnx.load(str(tmp))
+        return convert_opset(onnx.load(str(tmp)), opset)
 
 
 @contextlib.contextmanager
