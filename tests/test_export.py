@@ -93,12 +93,14 @@ def raw_graph(prune8):
     return torch_to_onnx(model, meta, tmp / "raw.onnx", raw_input=True)
 
 
-def test_opset16_writes_layernorm_out_and_still_matches(prune8):
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_opset16_writes_layernorm_out_and_still_matches(prune8, exporter):
     model, meta, _, tmp = prune8
-    path = torch_to_onnx(model, meta, tmp / "opset16.onnx", opset=16)
+    path = torch_to_onnx(model, meta, tmp / f"{exporter}16.onnx", opset=16, exporter=exporter)
     graph = onnx.load(str(path))
     assert graph.opset_import[0].version == 16
     assert "LayerNormalization" not in {n.op_type for n in graph.graph.node}  # TensorRT 8.5
+    assert any("/decomposed/" in n.name for n in graph.graph.node)  # FP16 keeps these FP32
     clips = random_clips(meta)
     np.testing.assert_allclose(
         onnx_logits(path, clips), torch_logits(model, clips, meta), atol=1e-4, rtol=0
