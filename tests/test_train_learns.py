@@ -7,7 +7,7 @@ reaches, and shuffling the frames of the test clips (the same clips, the same mo
 cost it accuracy: what it learned is in the order of the frames.
 
 The model is the tiny scratch baseline. A tiny TimeSformer trained from random weights
-does not get there in CPU minutes (measured: 24% test after 8 epochs on these 360 clips):
+does not get there in CPU minutes (measured: 24% test after 8 epochs on 360 clips):
 its time embeddings start at zero and a ViT needs far more clips; in practice it starts
 from Kinetics-400 weights. ``benchmarks/bench_train_control.py`` reports both.
 """
@@ -30,7 +30,7 @@ from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.synth import make_synthetic_dataset  # noqa: E402
 from edgevid.train.trainer import evaluate_model, train  # noqa: E402
 
-CLASSES, CLIPS = 5, 120  # 600 clips: 360 train, 60 val, 180 test
+CLASSES, CLIPS = 5, 200  # 1000 clips: 600 train, 100 val, 300 test
 CHANCE = 1 / CLASSES
 
 
@@ -45,7 +45,7 @@ def test_tiny_model_learns_motion_and_needs_frame_order(tmp_path):
     manifest = split_dataset(root, ratios=(0.6, 0.1, 0.3), seed=0)
     cfg = TrainConfig(
         variant="tiny-scratch",
-        epochs=6,
+        epochs=5,
         lr=2e-3,
         batch_size=16,
         unfreeze=-1,
