@@ -390,10 +390,11 @@ class Trainer:
         staged = self.acc.unwrap_model(self.model).eval()
         labels = self.manifest.classes
         if self.val_data is not None:
-            logits = [
-                staged.tail(f.to(self.acc.device)).float().cpu()
-                for f in self.val_data.features.split(64)
-            ]
+            with self.acc.autocast():  # cached features may be bf16/fp16 on a GPU
+                logits = [
+                    staged.tail(f.to(self.acc.device)).float().cpu()
+                    for f in self.val_data.features.split(64)
+                ]
             report = report_from_logits(
                 torch.cat(logits).numpy(), self.val_data.labels.numpy(), labels
             )
