@@ -26,7 +26,7 @@ from edgevid.train.config import TrainConfig  # noqa: E402
 from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.trainer import Trainer  # noqa: E402
 
-EPOCHS = 4
+EPOCHS = 3
 
 
 def _start(args: list[str]) -> subprocess.Popen:
