@@ -20,7 +20,7 @@ from edgevid.calib.quantize import (  # noqa: E402
     onnx_to_int8_static,
 )
 from edgevid.errors import DataError, ExportError  # noqa: E402
-from edgevid.export.torch_to_onnx import read_metadata  # noqa: E402
+from edgevid.export.onnx_io import read_metadata  # noqa: E402
 from edgevid.export.verify import torch_logits, verify_graph  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint  # noqa: E402
 from edgevid.train.folders import load_or_split  # noqa: E402

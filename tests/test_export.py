@@ -262,3 +262,20 @@ def test_cli_help_teaches():
 def test_sidecar_is_the_embedded_metadata(tiny_onnx):
     embedded = read_metadata(tiny_onnx)
     assert json.loads(sidecar_path(tiny_onnx).read_text()) == embedded.to_dict()
+
+
+def test_stages_after_the_pytorch_export_never_import_torch():
+    """FP16, INT8, verification, TensorRT and Triton run where torch is absent (a Jetson)."""
+    modules = [
+        "edgevid.export.onnx_io",
+        "edgevid.export.fp16",
+        "edgevid.export.verify",
+        "edgevid.export.trt",
+        "edgevid.export.triton",
+        "edgevid.calib.clips",
+        "edgevid.calib.quantize",
+    ]
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

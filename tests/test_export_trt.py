@@ -56,7 +56,7 @@ def test_engine_builds_with_a_batch_profile(tiny_onnx, tmp_path, precision):
     import tensorrt as trt
 
     from edgevid.export.fp16 import onnx_to_fp16
-    from edgevid.export.torch_to_onnx import read_metadata, sidecar_path
+    from edgevid.export.onnx_io import read_metadata, sidecar_path
     from edgevid.export.trt import onnx_to_engine
 
     graph = tiny_onnx if precision == "fp32" else onnx_to_fp16(tiny_onnx, tmp_path / "fp16.onnx")

@@ -11,7 +11,7 @@ pytest.importorskip("onnx")
 import onnxruntime as ort  # noqa: E402
 
 from edgevid.errors import ExportError  # noqa: E402
-from edgevid.export.torch_to_onnx import read_metadata, sidecar_path  # noqa: E402
+from edgevid.export.onnx_io import read_metadata, sidecar_path  # noqa: E402
 from edgevid.export.triton import add_model  # noqa: E402
 from edgevid.meta import ModelMeta  # noqa: E402
 

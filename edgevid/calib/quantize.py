@@ -25,7 +25,7 @@ import numpy as np
 
 from edgevid.calib.clips import ClipSet, graph_input
 from edgevid.errors import ExportError, require
-from edgevid.export.torch_to_onnx import input_name, read_metadata, save_onnx
+from edgevid.export.onnx_io import input_name, read_metadata, save_onnx
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")

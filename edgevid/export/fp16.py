@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from edgevid.errors import ExportError, require
+from edgevid.export.onnx_io import OUTPUT_NAME, read_metadata, save_onnx
 from edgevid.export.opset import DECOMPOSED_TAG
-from edgevid.export.torch_to_onnx import OUTPUT_NAME, read_metadata, save_onnx
 
 KEEP_FP32_OPS = ("LayerNormalization", "Softmax")  # plus LayerNorms written out, plus logits
 

@@ -18,6 +18,7 @@ import numpy as np
 from edgevid.errors import ExportError, require
 
 SUPPORTED_OPSETS = (16, 17, 18)
+DEFAULT_OPSET = 17  # LayerNormalization as one op; 16 for TensorRT 8.5 (JetPack 5)
 DECOMPOSED_TAG = "/decomposed/"  # in the names of nodes written out from a LayerNormalization
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from edgevid.calib.clips import ClipSet, dataset_clips, folder_clips
 from edgevid.errors import ExportError, ModelError, require
-from edgevid.export.opset import SUPPORTED_OPSETS
-from edgevid.export.torch_to_onnx import DEFAULT_OPSET, sidecar_path
+from edgevid.export.onnx_io import sidecar_path
+from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
 from edgevid.meta import ModelMeta
 
 INT8_MODES = ("static", "dynamic")
@@ -229,7 +229,7 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
 
 def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
     from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
-    from edgevid.export.torch_to_onnx import read_metadata
+    from edgevid.export.onnx_io import read_metadata
 
     if cfg.int8 == "dynamic":
         return _timed(log, "INT8 dynamic ONNX", onnx_to_int8_dynamic, fp32, dst)
@@ -251,7 +251,7 @@ def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
 
 
 def _verify(cfg: ExportConfig, model, graphs: list[Path], log):
-    from edgevid.export.torch_to_onnx import read_metadata
+    from edgevid.export.onnx_io import read_metadata
     from edgevid.export.verify import format_table, require_pass, torch_logits, verify_graph
 
     meta = read_metadata(graphs[0])

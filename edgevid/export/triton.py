@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgevid._atomic import atomic_dir
 from edgevid.errors import ExportError
-from edgevid.export.torch_to_onnx import OUTPUT_NAME, input_name, read_metadata, sidecar_path
+from edgevid.export.onnx_io import OUTPUT_NAME, input_name, read_metadata, sidecar_path
 from edgevid.meta import META_FILENAME, ModelMeta
 
 PLATFORMS = {

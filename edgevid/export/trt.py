@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edgevid._atomic import write_bytes
 from edgevid.errors import ExportError, require
-from edgevid.export.torch_to_onnx import input_name, read_metadata, sidecar_path
+from edgevid.export.onnx_io import input_name, read_metadata, sidecar_path
 
 DEFAULT_WORKSPACE_MB = 2048
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgevid.calib.clips import ClipSet, graph_input
 from edgevid.errors import ExportError, require
-from edgevid.export.torch_to_onnx import read_metadata
+from edgevid.export.onnx_io import read_metadata
 from edgevid.meta import ModelMeta
 
 
