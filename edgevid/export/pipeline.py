@@ -24,6 +24,7 @@ from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
 from edgevid.meta import ModelMeta
 
 INT8_MODES = ("static", "dynamic")
+STAGING_PREFIX = ".edgevid-export-"  # + "<pid>-<random>": the folder a running export fills
 
 
 @dataclass
@@ -171,12 +172,31 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     model, meta = load_model(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".edgevid-export-", dir=out))
+    _remove_dead_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         result = _run_stages(cfg, model, meta, staging, log)
         return _publish(result, staging, out, Path(cfg.triton) if cfg.triton else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_dead_staging(out: Path) -> None:
+    """Remove staging folders left by exports that were killed (their process is gone)."""
+    for folder in out.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> ExportResult:
