@@ -75,3 +75,11 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     model, meta = load_checkpoint(tiny_checkpoint)
     return torch_to_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "tiny-prune8.onnx")
+
+
+def with_ctrl_c() -> None:
+    """``preexec_fn`` for a child that must see Ctrl-C: a shell's background job starts with
+    SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

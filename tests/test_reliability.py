@@ -19,6 +19,7 @@ import pytest
 
 from edgevid.runtime._cv import cv2
 from edgevid.runtime.video import write_video
+from tests.conftest import with_ctrl_c
 from tests.test_sources import MjpegServer
 from tests.test_stream import assert_clear_error, edgevid
 
@@ -277,7 +278,7 @@ def test_interrupt_exit_code_for_long_commands(synth_root, tmp_path):
         [sys.executable, "-m", "edgevid", "train", "--variant", "tiny-scratch", "--data",
          str(synth_root), "--epochs", "50", "--out", str(tmp_path / "run"), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=with_ctrl_c,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (tmp_path / "run").exists():

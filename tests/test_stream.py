@@ -16,6 +16,7 @@ from edgevid.runtime._cv import cv2
 from edgevid.runtime.classifier import Classifier
 from edgevid.runtime.stream import Streamer, stream
 from edgevid.runtime.video import iter_frames, probe_video, read_video
+from tests.conftest import with_ctrl_c
 from tests.test_sources import FAST, MjpegServer
 
 onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (onnx)")
@@ -289,7 +290,7 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgevid", "run", "-s", str(media_dir / "bikes.mp4"),
          "-m", str(tiny_onnx), "--realtime", "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_ctrl_c,
     )  # fmt: skip
     first = json.loads(proc.stdout.readline())  # running: the first result is out
     proc.send_signal(signal.SIGINT)
