@@ -32,8 +32,8 @@ class DemoConfig:
     out: Path = Path("edgevid-demo")  # everything goes here (must be empty or new)
     data: Path | None = None  # folder-per-class dataset; None: synthetic motion clips
     weights: str | None = None  # Kinetics-400 TimeSformer (hub id or folder): full size
-    clips_per_class: int = 36  # synthetic dataset size
-    epochs: int | None = None  # training epochs [tiny: 12; full size: the recipe's 50]
+    clips_per_class: int = 80  # synthetic dataset size
+    epochs: int | None = None  # training epochs [tiny: 20; full size: the recipe's 50]
     prune_epochs: int = 4  # recovery fine-tuning epochs after pruning
     prune_drop: int = 8  # layers removed by pruning: prune8 keeps 4 of 12
     media: Path | None = None  # real clips to run the runtime on [default: ../shared/media]
@@ -115,7 +115,7 @@ def _train(cfg: DemoConfig, manifest, runs: Path, log: Log) -> dict[str, Path]:
     }
     done = {}
     for name, (variant, pretrained) in plans.items():
-        epochs = cfg.epochs or (None if cfg.full_size else 12)
+        epochs = cfg.epochs or (None if cfg.full_size else 20)
         tc = recipe(variant, pretrained, epochs=epochs, seed=cfg.seed, batch_size=8,
                     weights=cfg.weights if pretrained else "random")  # fmt: skip
         result = train(tc, manifest, runs / name, progress=cfg.progress)

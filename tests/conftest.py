@@ -29,11 +29,13 @@ def media_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """5 motion classes x 10 clips, 80x64 at 15 fps: real .mp4 files, UCF101 names."""
-    from edgevid.train.synth import make_synthetic_dataset
+    """5 motion classes x 10 clips, 80x64 at 15 fps: real .mp4 files, UCF101 names, two
+    clips per group (scene) so that group-aware splitting has groups to keep whole."""
+    from edgevid.train.synth import SynthConfig, make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synth")
-    make_synthetic_dataset(root, classes=5, clips_per_class=10, seed=0)
+    make_synthetic_dataset(root, classes=5, clips_per_class=10, seed=0,
+                           config=SynthConfig(clips_per_group=2))  # fmt: skip
     return root
 
 

@@ -22,7 +22,15 @@ def data() -> None:
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 @click.option("--size", default="80x64", show_default=True, help="Frame size WxH.")
 @click.option("--fps", default=15.0, show_default=True, help="Frame rate of the files.")
-def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, fps: float) -> None:
+@click.option(
+    "--clips-per-group",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Clips sharing one scene, like a UCF101 group.",
+)
+def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, fps: float,
+          clips_per_group: int) -> None:  # fmt: skip
     """Write a synthetic action dataset to OUT whose classes differ only by motion.
 
     \b
@@ -34,7 +42,7 @@ def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, f
     from edgevid.train.synth import SynthConfig, make_synthetic_dataset
 
     w, h = _parse_size(size)
-    cfg = SynthConfig(width=w, height=h, fps=fps)
+    cfg = SynthConfig(width=w, height=h, fps=fps, clips_per_group=clips_per_group)
     with click.progressbar(length=classes * clips_per_class, label="writing clips") as bar:
         paths = make_synthetic_dataset(
             out,
