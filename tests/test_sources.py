@@ -231,8 +231,10 @@ def test_live_stream_drops_oldest_when_the_consumer_falls_behind():
         first = s.get(timeout=5)
         time.sleep(0.5)  # inference "falls behind": ~100 frames arrive, 2 can wait
         late = s.get(timeout=5)
-    assert first.index == 0 and s.frames_dropped >= 20  # >= 50 on an idle machine
-    assert late.index > 20  # the loop sees recent frames, not stale ones
+    assert s.frames_dropped >= 20  # >= 50 on an idle machine
+    # The loop sees recent frames, not stale ones. (The first may already not be frame 0:
+    # on a loaded machine the queue can overflow before the first get.)
+    assert late.index > first.index + 20
 
 
 def test_live_stream_reconnects_after_a_dropped_connection():

@@ -32,7 +32,7 @@ from edgevid.train.config import AugmentConfig, TrainConfig  # noqa: E402
 from edgevid.train.dataset import ClipDataset, numpy_batches  # noqa: E402
 from edgevid.train.evaluate import torch_predictor  # noqa: E402
 from edgevid.train.folders import split_dataset  # noqa: E402
-from edgevid.train.synth import make_synthetic_dataset  # noqa: E402
+from edgevid.train.synth import SynthConfig, make_synthetic_dataset  # noqa: E402
 from edgevid.train.trainer import train  # noqa: E402
 
 CLASSES, CLIPS = 5, 200  # 1000 clips: 600 train, 100 val, 300 test
@@ -46,7 +46,11 @@ def p_at_least(k: int, n: int, p: float) -> float:
 
 def test_tiny_model_learns_motion_and_needs_frame_order(tmp_path):
     root = tmp_path / "motion"
-    make_synthetic_dataset(root, classes=CLASSES, clips_per_class=CLIPS, seed=7)
+    # Two clips per scene: the data this test was calibrated on (measured there: 43.3% in
+    # order, 34.0% shuffled). With one scene per clip the scratch model relies on order less
+    # (55% vs 50%): its CNN pools each frame globally and loses where the object is.
+    make_synthetic_dataset(root, classes=CLASSES, clips_per_class=CLIPS, seed=7,
+                           config=SynthConfig(clips_per_group=2))  # fmt: skip
     manifest = split_dataset(root, ratios=(0.6, 0.1, 0.3), seed=0)
     cfg = TrainConfig(
         variant="tiny-scratch",
