@@ -103,6 +103,40 @@ def test_dataset_reports_corrupt_clip(synth_root, tmp_path):
     assert [s.path for s in batch.skipped] == [str(bad)]
 
 
+def test_dataset_memo_keeps_deterministic_clips_within_budget(synth_root):
+    paths = sorted((synth_root / "Grow").glob("*.mp4"))[:3]
+    meta = meta_for(create_model("tiny-prune8", labels=SYNTH_LABELS))
+    clip_mb = 8 * 3 * 32 * 32 * 4 / 2**20  # one (T, 3, S, S) float32 clip
+    plain = ClipDataset(paths, [0, 1, 2], meta)
+    memo = ClipDataset(paths, [0, 1, 2], meta, memo_mb=2.5 * clip_mb)  # room for two
+    first = [memo[i] for i in range(3)]
+    assert sorted(memo._memo) == [0, 1]  # the third did not fit
+    for i in range(3):
+        again, label, index = memo[(i, 5)]  # another epoch's draw: same clip, no decode
+        assert torch.equal(again, plain[i][0]) and torch.equal(again, first[i][0])
+        assert (label, index) == (i, i)
+    augmented = ClipDataset(paths, [0, 1, 2], meta, train=True, augment=AugmentConfig(),
+                            memo_mb=100)  # fmt: skip
+    assert not torch.equal(augmented[(0, 0)][0], augmented[(0, 1)][0])  # fresh draw per epoch
+    assert not augmented._memo
+
+
+def test_random_init_time_embeddings_break_frame_symmetry():
+    """HF leaves time embeddings at zero, which makes a fresh TimeSformer blind to frame
+    order; ours are drawn, so reversing the frames changes the logits from the start."""
+    torch.manual_seed(0)
+    model = create_model("tiny-prune8", labels=SYNTH_LABELS).eval()
+    time = model.timesformer.embeddings.time_embeddings
+    assert time.std() > 0.01
+    x = _x(model)
+    with torch.no_grad():
+        forward, backward = model(pixel_values=x).logits, model(pixel_values=x.flip(1)).logits
+        assert not torch.allclose(forward, backward, atol=1e-4)
+        time.zero_()  # the Hugging Face init: exactly order-invariant
+        forward, backward = model(pixel_values=x).logits, model(pixel_values=x.flip(1)).logits
+        assert torch.allclose(forward, backward, atol=1e-5)
+
+
 def test_head_replacement_keeps_backbone(tmp_path):
     """Starting weights with other classes: same backbone, a fresh head over the new labels."""
     torch.manual_seed(0)

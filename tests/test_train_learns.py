@@ -7,10 +7,12 @@ reaches. Then the same model sees the same test clips with their frames shuffled
 did not matter, the clips it gets right only in order and those it gets right only shuffled
 would be equally frequent (a sign test); they must not be.
 
-The model is the tiny scratch baseline. A tiny TimeSformer trained from random weights
-does not get there in CPU minutes (measured: 24% test after 8 epochs on 360 clips):
-its time embeddings start at zero and a ViT needs far more clips; in practice it starts
-from Kinetics-400 weights. ``benchmarks/bench_train_control.py`` reports both.
+The model is a 4-layer tiny TimeSformer (tiny-prune8) from random weights, 30 epochs on
+600 clips (about a minute on 2 cores). Measured with seeds 0 / 1: 76% / 77% test in order,
+49% / 55% with the frames shuffled, chance 20%. Order is learned late (validation sits at
+chance for ~8 epochs, then learns the axis of motion, then its direction), and only because
+the time embeddings start random (see ``init_time_embeddings``): from zeros, as Hugging Face
+initialises them, the same run reaches 66% in order and 56% shuffled.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from edgevid.train.config import AugmentConfig, TrainConfig  # noqa: E402
 from edgevid.train.dataset import ClipDataset, numpy_batches  # noqa: E402
 from edgevid.train.evaluate import torch_predictor  # noqa: E402
 from edgevid.train.folders import split_dataset  # noqa: E402
-from edgevid.train.synth import SynthConfig, make_synthetic_dataset  # noqa: E402
+from edgevid.train.synth import make_synthetic_dataset  # noqa: E402
 from edgevid.train.trainer import train  # noqa: E402
 
 CLASSES, CLIPS = 5, 200  # 1000 clips: 600 train, 100 val, 300 test
@@ -46,19 +48,17 @@ def p_at_least(k: int, n: int, p: float) -> float:
 
 def test_tiny_model_learns_motion_and_needs_frame_order(tmp_path):
     root = tmp_path / "motion"
-    # Two clips per scene: the data this test was calibrated on (measured there: 43.3% in
-    # order, 34.0% shuffled). With one scene per clip the scratch model relies on order less
-    # (55% vs 50%): its CNN pools each frame globally and loses where the object is.
-    make_synthetic_dataset(root, classes=CLASSES, clips_per_class=CLIPS, seed=7,
-                           config=SynthConfig(clips_per_group=2))  # fmt: skip
+    make_synthetic_dataset(root, classes=CLASSES, clips_per_class=CLIPS, seed=7)  # 1 scene/clip
     manifest = split_dataset(root, ratios=(0.6, 0.1, 0.3), seed=0)
     cfg = TrainConfig(
-        variant="tiny-scratch",
-        epochs=5,
-        lr=2e-3,
+        variant="tiny-prune8",
+        weights="random",
+        epochs=30,
+        lr=1e-3,
         batch_size=16,
         unfreeze=-1,
         warmup_epochs=1,
+        label_smoothing=0.0,
         augment=AugmentConfig(enabled=False),
     )
     result = train(cfg, manifest, tmp_path / "run", progress=False)
@@ -89,4 +89,4 @@ def test_tiny_model_learns_motion_and_needs_frame_order(tmp_path):
     assert p_at_least(int(ordered.sum()), n, CHANCE) < 1e-6, summary  # no guesser gets here
     pairs = only_ordered + only_shuffled
     assert p_at_least(only_ordered, pairs, 0.5) < 1e-3, summary  # order matters (sign test)
-    assert ordered.mean() > shuffled.mean()
+    assert ordered.mean() > shuffled.mean() + 0.1, summary

@@ -13,12 +13,15 @@ Written atomically as a whole folder, so a kill mid-save leaves the previous che
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
+from transformers.utils import logging as hf_logging
 
 from edgevid._atomic import atomic_dir
 from edgevid.errors import MetadataError, ModelError
@@ -51,12 +54,24 @@ def save_checkpoint(
     training_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write the HF folder + metadata (+ the trainer's resume state) as one atomic swap."""
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path) as tmp, _no_hf_progress_bars():
         model.save_pretrained(tmp, safe_serialization=True)
         meta.save(tmp / META_FILENAME)
         if training_state is not None:
             torch.save(training_state, tmp / STATE_FILENAME)
     return Path(path)
+
+
+@contextmanager
+def _no_hf_progress_bars() -> Iterator[None]:
+    """Silence transformers' per-file bars ("Writing model shards", "Loading weights")."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -82,7 +97,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Mo
     spec = model_spec(meta.variant)
     cls = _model_class(spec.family)
     try:
-        model = cls.from_pretrained(path)
+        with _no_hf_progress_bars():
+            model = cls.from_pretrained(path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: checkpoint is corrupt or incomplete ({first})") from e

@@ -57,6 +57,7 @@ class ClipDataset(Dataset):
         augment: AugmentConfig | None = None,
         shuffle_frames: bool = False,
         seed: int = 0,
+        memo_mb: float = 0.0,
     ) -> None:
         if len(paths) != len(labels):
             raise ValueError("paths and labels differ in length")
@@ -68,6 +69,10 @@ class ClipDataset(Dataset):
         self.shuffle_frames = shuffle_frames
         self.seed = seed
         self._lengths: dict[int, int] = {}
+        # Deterministic clips decoded once are kept, up to memo_mb: decoding is about half of
+        # an epoch of a tiny model (600 clips: 1.7 s decode, 1.65 s of training steps).
+        self._memo: dict[int, torch.Tensor] = {}
+        self._memo_left = int(memo_mb * 2**20)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,6 +84,22 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         i, draw = key if isinstance(key, tuple) else (key, 0)
+        if i in self._memo:
+            return self._memo[i], self.labels[i], i
+        item = self._load(i, draw)
+        clip = item[0] if isinstance(item, tuple) else None
+        if clip is not None and self._can_memo(clip):
+            self._memo[i] = clip
+            self._memo_left -= clip.numel() * clip.element_size()
+        return item
+
+    def _can_memo(self, clip: torch.Tensor) -> bool:
+        # Only in the main process: a DataLoader worker's memo would die with the epoch.
+        in_worker = torch.utils.data.get_worker_info() is not None
+        size = clip.numel() * clip.element_size()
+        return self.deterministic and not in_worker and size <= self._memo_left
+
+    def _load(self, i: int, draw: int):
         rng = np.random.default_rng([self.seed, draw, i])
         try:
             frames = self._decode(i, rng)  # (T, H, W, 3) uint8

@@ -186,6 +186,7 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.teacher = teacher.to(device).eval().requires_grad_(False) if teacher else None
         self.staged = StagedModel(model, cfg.unfreeze)
+        self.use_cache = cfg.cache_features and self.staged.has_prefix
 
         def clips(split: str, train: bool) -> ClipDataset:
             return ClipDataset(
@@ -196,6 +197,7 @@ class Trainer:
                 augment=cfg.augment,
                 shuffle_frames=cfg.shuffle_frames,
                 seed=cfg.seed,
+                memo_mb=0 if self.use_cache else cfg.clip_memory_mb,  # features are cached
             )
 
         self.train_set, self.val_set = clips("train", True), clips("val", False)
@@ -203,7 +205,6 @@ class Trainer:
             raise DataError(f"{manifest.root}: the training split is empty")
         self.skipped: dict[str, str] = {}
         self.cache_seconds = 0.0
-        self.use_cache = cfg.cache_features and self.staged.has_prefix
         self.staged.to(device)
         self.train_data = self._cached(self.train_set, "train") or self.train_set
         self.val_data = self._cached(self.val_set, "val")

@@ -59,6 +59,19 @@ def keep_layers(model: TimesformerForVideoClassification, keep: Sequence[int]) -
     model.config.edgevid_kept_layers = [prior[i] for i in sorted(keep)]  # in original numbering
 
 
+def init_time_embeddings(model: TimesformerForVideoClassification) -> None:
+    """Draw the time embeddings like the position embeddings (truncated normal).
+
+    Hugging Face leaves them at zero. Zero time embeddings make divided space-time attention
+    blind to frame order (temporal attention is permutation-equivariant, the CLS token
+    averages over frames), and training escapes that symmetry slowly. Measured on the
+    synthetic motion set (tiny-prune8 from random weights, 600 clips, 30 epochs): zeros
+    66% test, 56% with shuffled frames; this init 76% test, 49% shuffled.
+    """
+    time = model.timesformer.embeddings.time_embeddings
+    nn.init.trunc_normal_(time.data, std=model.config.initializer_range)
+
+
 def set_labels(model: TimesformerForVideoClassification, labels: Sequence[str]) -> None:
     """Replace the classifier head with a fresh one over ``labels`` (if it differs)."""
     cfg = model.config
@@ -114,6 +127,7 @@ def build_timesformer(
                 label2id={n: i for i, n in enumerate(labels)},
             )
         )
+        init_time_embeddings(model)
     if num_layers < len(encoder_layers(model)):
         keep_layers(model, range(num_layers))
     return model
