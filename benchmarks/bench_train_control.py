@@ -4,7 +4,7 @@ For each variant: train on ordered clips and evaluate on ordered and on frame-sh
 clips; train a control on frame-shuffled clips (train and test shuffled). Chance is
 1 / classes. Prints a table, writes benchmarks/results/bench_train_control.json.
 
-    python benchmarks/bench_train_control.py --variants tiny-scratch tiny-prune8 [--epochs 5]
+    python benchmarks/bench_train_control.py --variants tiny-scratch tiny-prune8 [--epochs 30]
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ RESULTS = Path(__file__).parent / "results" / "bench_train_control.json"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", default=["tiny-scratch", "tiny-prune8"])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--clips-per-class", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_control."))
@@ -43,8 +43,10 @@ def main() -> None:
                 epochs=args.epochs,
                 lr=args.lr,
                 batch_size=16,
+                weights="random",
                 unfreeze=-1,
                 warmup_epochs=1,
+                label_smoothing=0.0,
                 shuffle_frames=shuffle,
                 augment=AugmentConfig(enabled=False),
             )
