@@ -3,7 +3,9 @@
 Trains a tiny 12-layer TimeSformer teacher on the synthetic motion dataset (or takes
 --teacher RUN/best), prunes it to each --keep with both strategies, recovers each student
 with the same short distillation, and reports validation / test accuracy before and after
-recovery. Prints a table, writes benchmarks/results/bench_prune.json.
+recovery, and, per depth, a paired test on the test clips (exact McNemar: of the clips
+exactly one strategy gets right, how lopsided is the split). Prints a table, writes
+benchmarks/results/bench_prune.json.
 
     python benchmarks/bench_prune.py                      # ~10-20 min on a 2-core CPU
     python benchmarks/bench_prune.py --teacher runs/t/best --keep 6 4
@@ -15,10 +17,15 @@ import argparse
 import json
 import tempfile
 import time
+from math import comb
 from pathlib import Path
 
+import numpy as np
+
 from edgevid.train.checkpoint import load_checkpoint, meta_for
+from edgevid.train.clips import clip_batches
 from edgevid.train.config import AugmentConfig, TrainConfig
+from edgevid.train.evaluate import torch_predictor
 from edgevid.train.folders import load_or_split, split_dataset
 from edgevid.train.prune import STRATEGIES, prune, pruned_copy, val_tensors
 from edgevid.train.synth import make_synthetic_dataset
@@ -27,12 +34,27 @@ from edgevid.train.trainer import evaluate_model, train
 RESULTS = Path(__file__).parent / "results" / "bench_prune.json"
 
 
+def correct_per_clip(model, meta, manifest) -> np.ndarray:
+    """(N,) bool: which test clips ``model`` classifies right (fed like the runtime)."""
+    paths, targets = manifest.paths("test"), manifest.labels("test")
+    predict = torch_predictor(model.eval())
+    batches = clip_batches(paths, targets, meta, 32)
+    return np.concatenate([predict(x).argmax(1) == y for x, y in batches])
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value for paired right/wrong outcomes ``a`` vs ``b``."""
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n, k = only_a + only_b, max(only_a, only_b)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k, n + 1)) / 2**n) if n else 1.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", type=Path, help="trained checkpoint (default: train one)")
     ap.add_argument("--data", type=Path, help="dataset folder (default: synthetic, 5 x 200)")
     ap.add_argument("--keep", type=int, nargs="+", default=[6, 4])
-    ap.add_argument("--teacher-epochs", type=int, default=30)
+    ap.add_argument("--teacher-epochs", type=int, default=50)
     ap.add_argument("--recover-epochs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -75,6 +97,7 @@ def main() -> None:
         augment=AugmentConfig(enabled=False),
     )
     for keep in args.keep:
+        outcomes = {}
         for strategy in sorted(STRATEGIES):
             start = time.perf_counter()
             kept = STRATEGIES[strategy](teacher, keep, val=val, progress=False)
@@ -101,11 +124,15 @@ def main() -> None:
                     "seconds": round(time.perf_counter() - start, 1),
                 }
             )
-    print(f"\n{'strategy':<12}{'layers':>7}{'test (pruned)':>15}{'test (+KD)':>12}  kept")
+            outcomes[strategy] = correct_per_clip(r.model, smeta, manifest)
+        imp, last = outcomes["importance"], outcomes["last"]
+        rows[-2]["mcnemar_p_vs_other"] = rows[-1]["mcnemar_p_vs_other"] = mcnemar_p(imp, last)
+    print(f"\n{'strategy':<12}{'layers':>7}{'test (pruned)':>15}{'test (+KD)':>12}{'p':>8}  kept")
     for r in rows:
         before = f"{r['test_acc_pruned']:.3f}" if "test_acc_pruned" in r else "-"
+        p = f"{r['mcnemar_p_vs_other']:.3f}" if "mcnemar_p_vs_other" in r else "-"
         print(
-            f"{r['strategy']:<12}{r['layers']:>7}{before:>15}{r['test_acc']:>12.3f}  "
+            f"{r['strategy']:<12}{r['layers']:>7}{before:>15}{r['test_acc']:>12.3f}{p:>8}  "
             f"{r.get('kept_layers', '')}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
