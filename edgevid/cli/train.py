@@ -140,6 +140,8 @@ def train(
             seed=seed,
         )
         result = run(cfg, manifest, out, progress=not quiet)
+    if not result.is_main:  # one report per data-parallel run, from process 0
+        return
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)} undecodable clips", err=True)
     click.echo(f"best epoch {result.best_epoch}: val top-1 {result.best_val_acc:.3f}")

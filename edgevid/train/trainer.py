@@ -62,6 +62,7 @@ class TrainResult:
     test: EvalReport | None  # best/ on the test split (None if the split is empty)
     skipped: list[str] = field(default_factory=list)  # undecodable clips, reported by name
     cache_seconds: float = 0.0  # time spent computing cached features
+    is_main: bool = True  # False on the other processes of a data-parallel run
 
 
 # --- small pure helpers -------------------------------------------------------------------
@@ -447,6 +448,7 @@ class Trainer:
                 "train_acc": float(r[1] / max(1, r[2])),
                 "lr": self.scheduler.get_last_lr()[0],
                 "time_s": round(self.running["time"], 3),
+                "processes": self.acc.num_processes,  # data-parallel world size
             }
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 val = self._validate()
@@ -473,6 +475,7 @@ class Trainer:
             test,
             sorted(self.skipped),
             self.cache_seconds,
+            self.acc.is_main_process,
         )
 
     def _finish(self) -> EvalReport | None:
