@@ -8,7 +8,7 @@ exactly one strategy gets right, how lopsided is the split). Prints a table, wri
 benchmarks/results/bench_prune.json.
 
     python benchmarks/bench_prune.py                      # ~10-20 min on a 2-core CPU
-    python benchmarks/bench_prune.py --teacher runs/t/best --keep 6 4
+    python benchmarks/bench_prune.py --teacher runs/t/best --keep 6 4   # its run's split
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_prune."))
+    if args.data is None and args.teacher is not None:  # the split the teacher trained on
+        trained_on = args.teacher.parent / "manifest.json"
+        args.data = trained_on if trained_on.is_file() else None
     if args.data is None:
         args.data = work / "synth"
         make_synthetic_dataset(args.data, classes=5, clips_per_class=200, seed=7)
