@@ -17,13 +17,15 @@ import numpy as np
 from edgevid.runtime._cv import cv2
 
 
+def short_side_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """(new_h, new_w): short side ``size``, long side ``int(size * long / short)``."""
+    return (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+
+
 def resize_short_side(frame: np.ndarray, size: int) -> np.ndarray:
     """(H, W, C) -> short side ``size``, long side ``int(size * long / short)``."""
     h, w = frame.shape[:2]
-    if h <= w:
-        new_h, new_w = size, int(size * w / h)
-    else:
-        new_h, new_w = int(size * h / w), size
+    new_h, new_w = short_side_size(h, w, size)
     if (new_h, new_w) == (h, w):
         return frame
     # Area averaging when shrinking is the closest OpenCV match to PIL's antialiased
@@ -43,7 +45,7 @@ def crop_box(h: int, w: int, size: int) -> tuple[int, int, int, int]:
     center crop ``size`` x ``size`` keeps, rounded to whole source pixels."""
     short = min(h, w)
     scale = size / short
-    new_h, new_w = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    new_h, new_w = short_side_size(h, w, size)
     top, left = (new_h - size) // 2, (new_w - size) // 2  # crop offset after the resize
     return round(top / scale), round(left / scale), short, short
 

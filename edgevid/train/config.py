@@ -46,7 +46,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     shuffle_frames: bool = False  # control experiment: random frame order (train and eval)
     cache_features: bool = True  # cache the frozen part's outputs when augmentation is off
-    clip_memory_mb: float = 1024.0  # else keep decoded clips in RAM up to this, when unaugmented
+    clip_memory_mb: float = 1024.0  # else keep unaugmented decoded clips in RAM, per split
     num_workers: int = 0  # DataLoader worker processes decoding clips
     seed: int = 0  # seeds data order, augmentation, initialisation
     save_every: int = 0  # also save last/ every N optimiser steps (0: once per epoch)

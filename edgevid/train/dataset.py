@@ -87,17 +87,17 @@ class ClipDataset(Dataset):
         if i in self._memo:
             return self._memo[i], self.labels[i], i
         item = self._load(i, draw)
-        clip = item[0] if isinstance(item, tuple) else None
-        if clip is not None and self._can_memo(clip):
-            self._memo[i] = clip
-            self._memo_left -= clip.numel() * clip.element_size()
+        if isinstance(item, tuple):  # decoded (a Skipped clip is not kept)
+            self._remember(i, item[0])
         return item
 
-    def _can_memo(self, clip: torch.Tensor) -> bool:
+    def _remember(self, i: int, clip: torch.Tensor) -> None:
         # Only in the main process: a DataLoader worker's memo would die with the epoch.
         in_worker = torch.utils.data.get_worker_info() is not None
         size = clip.numel() * clip.element_size()
-        return self.deterministic and not in_worker and size <= self._memo_left
+        if self.deterministic and not in_worker and size <= self._memo_left:
+            self._memo[i] = clip
+            self._memo_left -= size
 
     def _load(self, i: int, draw: int):
         rng = np.random.default_rng([self.seed, draw, i])
