@@ -1,19 +1,21 @@
-"""Pruning strategies at equal depth: `last` vs `importance`, each with KD recovery.
+"""Pruning strategies at equal depth: `importance` + KD vs `last` + KD vs `last` + CE.
 
-Trains a tiny 12-layer TimeSformer teacher on the synthetic motion dataset (or takes
---teacher RUN/best), prunes it to each --keep with both strategies, recovers each student
-with the same short distillation, and reports validation / test accuracy before and after
-recovery, and, per depth, a paired test on the test clips (exact McNemar: of the clips
-exactly one strategy gets right, how lopsided is the split). Prints a table, writes
-benchmarks/results/bench_prune.json.
+For each seed, trains a tiny 12-layer TimeSformer teacher on the synthetic motion dataset
+(or takes --teacher RUN/best), prunes it to each --keep with both strategies, and recovers
+every student with the same short fine-tuning as `edgevid prune` (3 epochs, lr 1e-4):
+with distillation (KD), and, for `last`, also with plain cross-entropy (the seed study's
+recipe). Reports test accuracy straight after pruning and after recovery, and per depth,
+pooled over seeds, a paired test on the test clips (exact sign test on the clips exactly
+one of two arms gets right). Prints tables, writes benchmarks/results/bench_prune.json.
 
-    python benchmarks/bench_prune.py                      # ~10-20 min on a 2-core CPU
+    python benchmarks/bench_prune.py                      # 3 seeds, ~30 min on 2 cores
     python benchmarks/bench_prune.py --teacher runs/t/best --keep 6 4   # its run's split
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -27,11 +29,17 @@ from edgevid.train.clips import clip_batches
 from edgevid.train.config import AugmentConfig, TrainConfig
 from edgevid.train.evaluate import torch_predictor
 from edgevid.train.folders import load_or_split, split_dataset
-from edgevid.train.prune import STRATEGIES, prune, pruned_copy, val_tensors
+from edgevid.train.prune import prune
 from edgevid.train.synth import make_synthetic_dataset
 from edgevid.train.trainer import evaluate_model, train
 
 RESULTS = Path(__file__).parent / "results" / "bench_prune.json"
+ARMS = {  # name: (strategy, kd_alpha)
+    "importance+KD": ("importance", 0.5),
+    "last+KD": ("last", 0.5),
+    "last+CE": ("last", 0.0),
+}
+VERSUS = ("last+KD", "last+CE")  # importance+KD is compared with each
 
 
 def correct_per_clip(model, meta, manifest) -> np.ndarray:
@@ -42,20 +50,117 @@ def correct_per_clip(model, meta, manifest) -> np.ndarray:
     return np.concatenate([predict(x).argmax(1) == y for x, y in batches])
 
 
-def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided exact McNemar p-value for paired right/wrong outcomes ``a`` vs ``b``."""
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    n, k = only_a + only_b, max(only_a, only_b)
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar on discordant pairs): P(split this lopsided | 50/50)."""
+    n, k = wins + losses, max(wins, losses)
     return min(1.0, 2 * sum(comb(n, i) for i in range(k, n + 1)) / 2**n) if n else 1.0
+
+
+def train_teacher(manifest, out: Path, epochs: int, seed: int) -> Path:
+    cfg = TrainConfig(
+        variant="tiny-timesformer",
+        weights="random",
+        epochs=epochs,
+        lr=1e-3,  # the must-show recipe (tests/test_train_learns.py): learns frame order
+        batch_size=16,
+        unfreeze=-1,
+        label_smoothing=0.0,
+        augment=AugmentConfig(enabled=False),
+        seed=seed,
+    )
+    train(cfg, manifest, out, progress=False)
+    return out / "best"
+
+
+def run_seed(teacher_dir: Path, manifest, keeps, recover: TrainConfig, work: Path, seed: int):
+    """Rows for one teacher: every depth x arm, with the per-clip outcomes."""
+    teacher, meta = load_checkpoint(teacher_dir)
+    teacher_acc = evaluate_model(teacher, meta, manifest, "test").top1
+    rows, outcomes = [], {}
+    for keep in keeps:
+        for arm, (strategy, kd_alpha) in ARMS.items():
+            start = time.perf_counter()
+            r = prune(
+                teacher,
+                meta,
+                manifest,
+                work / f"seed{seed}" / f"{arm}{keep}",
+                keep=keep,
+                strategy=strategy,
+                recover=dataclasses.replace(recover, kd_alpha=kd_alpha, seed=seed),
+                progress=False,
+            )
+            smeta = meta_for(r.model, meta.sampling)
+            outcomes[keep, arm] = correct_per_clip(r.model, smeta, manifest)
+            rows.append(
+                {
+                    "seed": seed,
+                    "teacher_test_acc": teacher_acc,
+                    "arm": arm,
+                    "layers": keep,
+                    "kept_layers": r.kept_layers,
+                    "test_acc_pruned": r.pruned_test_acc,
+                    "test_acc": r.test_acc,
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+            print(
+                f"seed {seed} teacher {teacher_acc:.3f}  {arm:<14}{keep:>3} layers  "
+                f"pruned {r.pruned_test_acc:.3f} -> recovered {r.test_acc:.3f}  {r.kept_layers}",
+                flush=True,
+            )
+    return rows, outcomes
+
+
+def paired(outcomes_by_seed, keep: int, arm: str, other: str) -> dict:
+    """``arm`` vs ``other`` at depth ``keep``, test clips pooled over seeds."""
+    a = np.concatenate([o[keep, arm] for o in outcomes_by_seed])
+    b = np.concatenate([o[keep, other] for o in outcomes_by_seed])
+    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
+    seeds_won = sum(o[keep, arm].mean() > o[keep, other].mean() for o in outcomes_by_seed)
+    return {"clips_won": wins, "clips_lost": losses, "p": sign_test_p(wins, losses),
+            "seeds_won": int(seeds_won)}  # fmt: skip
+
+
+def summarize(rows, outcomes_by_seed, keeps) -> list[dict]:
+    """Per depth: mean accuracy per arm over seeds; importance+KD vs each other arm."""
+    summary = []
+    for keep in keeps:
+        row = {"layers": keep, "seeds": len(outcomes_by_seed)}
+        for arm in ARMS:
+            at = [r for r in rows if r["layers"] == keep and r["arm"] == arm]
+            row[arm] = float(np.mean([r["test_acc"] for r in at]))
+            row[f"{arm} pruned"] = float(np.mean([r["test_acc_pruned"] for r in at]))
+        for other in VERSUS:
+            row[f"vs {other}"] = paired(outcomes_by_seed, keep, "importance+KD", other)
+        summary.append(row)
+    return summary
+
+
+def print_tables(summary) -> None:
+    print(f"\nmean test accuracy over {summary[0]['seeds']} teacher(s); pruned -> recovered")
+    head = "".join(f"{a:>22}" for a in ARMS)
+    print(f"{'layers':>6}{head}   imp+KD vs last+KD (clips won/lost, p, seeds)   vs last+CE")
+    for s in summary:
+        cells = "".join(f"{s[a + ' pruned']:>11.3f} -> {s[a]:.3f}" for a in ARMS)
+        vs = [s[f"vs {o}"] for o in VERSUS]
+        tests = "".join(
+            f"   {v['clips_won']:>4}/{v['clips_lost']:<4} p={v['p']:<7.2g} {v['seeds_won']}/"
+            f"{s['seeds']}"
+            for v in vs
+        )
+        print(f"{s['layers']:>6}{cells}{tests}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", type=Path, help="trained checkpoint (default: train one)")
+    ap.add_argument("--teacher", type=Path, help="trained checkpoint (default: train one per seed)")
     ap.add_argument("--data", type=Path, help="dataset folder (default: synthetic, 5 x 200)")
-    ap.add_argument("--keep", type=int, nargs="+", default=[6, 4])
+    ap.add_argument("--keep", type=int, nargs="+", default=[10, 8, 6, 4])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="teacher + recovery")
     ap.add_argument("--teacher-epochs", type=int, default=50)
-    ap.add_argument("--recover-epochs", type=int, default=5)
+    ap.add_argument("--recover-epochs", type=int, default=3, help="as `edgevid prune`")
+    ap.add_argument("--recover-lr", type=float, default=1e-4, help="as `edgevid prune`")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_prune."))
@@ -68,83 +173,35 @@ def main() -> None:
         manifest = split_dataset(args.data, ratios=(0.6, 0.1, 0.3))
     else:
         manifest = load_or_split(args.data)
-    if args.teacher is None:
-        cfg = TrainConfig(
-            variant="tiny-timesformer",
-            weights="random",
-            epochs=args.teacher_epochs,
-            lr=1e-3,  # the must-show recipe (tests/test_train_learns.py): learns frame order
-            batch_size=16,
-            unfreeze=-1,
-            label_smoothing=0.0,
-            augment=AugmentConfig(enabled=False),
-        )
-        train(cfg, manifest, work / "teacher")
-        args.teacher = work / "teacher" / "best"
-    teacher, meta = load_checkpoint(args.teacher)
-    rows = [
-        {
-            "strategy": "unpruned",
-            "layers": meta.num_layers,
-            "test_acc": evaluate_model(teacher, meta, manifest, "test").top1,
-        }
-    ]
-    val = val_tensors(manifest, meta)
-    recover = TrainConfig(
-        variant=meta.variant,
+    recover = TrainConfig(  # `edgevid prune` defaults, augmentation off (synthetic clips)
+        variant="tiny-timesformer",
         epochs=args.recover_epochs,
-        lr=1e-3,
-        batch_size=32,
+        lr=args.recover_lr,
+        batch_size=8,
         unfreeze=-1,
         warmup_epochs=0.0,
         augment=AugmentConfig(enabled=False),
     )
-    for keep in args.keep:
-        outcomes = {}
-        for strategy in sorted(STRATEGIES):
-            start = time.perf_counter()
-            kept = STRATEGIES[strategy](teacher, keep, val=val, progress=False)
-            student = pruned_copy(teacher, kept)
-            smeta = meta_for(student, meta.sampling)
-            before = evaluate_model(student, smeta, manifest, "test").top1
-            r = prune(
-                teacher,
-                meta,
-                manifest,
-                work / f"{strategy}{keep}",
-                keep=keep,
-                strategy=strategy,
-                recover=recover,
-            )
-            rows.append(
-                {
-                    "strategy": strategy,
-                    "layers": keep,
-                    "kept_layers": r.kept_layers,
-                    "test_acc_pruned": before,
-                    "val_acc": r.val_acc,
-                    "test_acc": r.test_acc,
-                    "seconds": round(time.perf_counter() - start, 1),
-                }
-            )
-            outcomes[strategy] = correct_per_clip(r.model, smeta, manifest)
-        imp, last = outcomes["importance"], outcomes["last"]
-        rows[-2]["mcnemar_p_vs_other"] = rows[-1]["mcnemar_p_vs_other"] = mcnemar_p(imp, last)
-    print(f"\n{'strategy':<12}{'layers':>7}{'test (pruned)':>15}{'test (+KD)':>12}{'p':>8}  kept")
-    for r in rows:
-        before = f"{r['test_acc_pruned']:.3f}" if "test_acc_pruned" in r else "-"
-        p = f"{r['mcnemar_p_vs_other']:.3f}" if "mcnemar_p_vs_other" in r else "-"
-        print(
-            f"{r['strategy']:<12}{r['layers']:>7}{before:>15}{r['test_acc']:>12.3f}{p:>8}  "
-            f"{r.get('kept_layers', '')}"
+    seeds = args.seeds[:1] if args.teacher else args.seeds
+    rows, outcomes_by_seed = [], []
+    for seed in seeds:
+        teacher = args.teacher or train_teacher(
+            manifest, work / f"teacher{seed}", args.teacher_epochs, seed
         )
+        r, o = run_seed(teacher, manifest, args.keep, recover, work, seed)
+        rows += r
+        outcomes_by_seed.append(o)
+    summary = summarize(rows, outcomes_by_seed, args.keep)
+    print_tables(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
             {
-                "rows": rows,
+                "summary": summary,
+                "runs": rows,
                 "test_clips": len(manifest.splits["test"]),
-                "recover_epochs": args.recover_epochs,
+                "recovery": recover.to_dict(),
+                "teacher_epochs": args.teacher_epochs,
             },
             indent=2,
         )

@@ -255,7 +255,11 @@ def prune(
         progress=not quiet,
     )
     click.echo(f"kept layers {result.kept_layers} ({strategy})")
-    if result.test_acc is not None:
+    if result.test_acc is not None and recover is not None:
+        click.echo(
+            f"test top-1 {result.pruned_test_acc:.3f} pruned -> {result.test_acc:.3f} recovered"
+        )
+    elif result.test_acc is not None:
         click.echo(f"test top-1 {result.test_acc:.3f}")
     click.echo(f"model: {out / 'best'}")
 

@@ -6,7 +6,8 @@
 Strategies (a registry; each returns the indices of the layers to keep):
   last        keep the first K layers, drop the final ones (what the seed study did)
   importance  greedy: repeatedly remove the layer whose removal changes the validation
-              loss least, until K remain
+              loss least, until K remain (a removal that lowers the loss counts as the
+              smallest change: it is the one to take, not to avoid)
 
 ``prune_sweep`` runs every depth and writes the trade-off table (markdown + JSON) and plot.
 """
@@ -106,7 +107,7 @@ def importance_layers(
             with only_layers(model, [j for j in current if j != i]):
                 losses[i] = _loss(model, x, y)
             bar.update(1)
-        drop = min(losses, key=lambda i: abs(losses[i] - base))  # changes the loss least
+        drop = min(losses, key=losses.get)  # raises the loss least (or lowers it most)
         current.remove(drop)
         if trace is not None:
             trace.append(
@@ -146,6 +147,7 @@ class PruneResult:
     strategy: str
     val_acc: float | None  # after recovery
     test_acc: float | None
+    pruned_test_acc: float | None  # straight after pruning, before recovery
     model: nn.Module  # the final pruned (and recovered) model, in memory
     trace: list[dict[str, Any]] = field(default_factory=list)  # importance rounds
 
@@ -176,23 +178,24 @@ def prune(
     indices = STRATEGIES[strategy](teacher, keep, val=val, trace=trace, progress=progress)
     student = pruned_copy(teacher, indices)
     kept = list(student.config.edgevid_kept_layers)
+    pmeta = meta_for(student, sampling=meta.sampling)
+    pruned = {s: _split_acc(student, pmeta, manifest, s) for s in ("val", "test")}  # before KD
     if recover is not None and recover.epochs > 0:
         cfg = dataclasses.replace(recover, variant=student.config.edgevid_variant)
         trainer = Trainer(cfg, manifest, out, model=student, teacher=teacher, progress=progress)
         result = trainer.fit()
         student, _ = load_checkpoint(out / "best")  # exactly what the user gets
-        val_acc, test = result.best_val_acc, result.test
+        val_acc, test_acc = result.best_val_acc, result.test.top1 if result.test else None
     else:
-        pmeta = meta_for(student, sampling=meta.sampling)
         save_checkpoint(student, pmeta, out / "best")
-        val_acc = _split_acc(student, pmeta, manifest, "val")
-        test = evaluate_model(student, pmeta, manifest, "test") if manifest.splits["test"] else None
+        val_acc, test_acc = pruned["val"], pruned["test"]
     record = {"strategy": strategy, "keep": keep, "kept_layers": kept,
-              "teacher_layers": total, "val_acc": val_acc,
-              "test_acc": test.top1 if test else None, "importance_trace": trace,
+              "teacher_layers": total, "val_acc": val_acc, "test_acc": test_acc,
+              "pruned_val_acc": pruned["val"], "pruned_test_acc": pruned["test"],
+              "importance_trace": trace,
               "recovery": recover.to_dict() if recover else None}  # fmt: skip
     write_json(out / "prune.json", record)
-    return PruneResult(out, kept, strategy, val_acc, record["test_acc"], student, trace)
+    return PruneResult(out, kept, strategy, val_acc, test_acc, pruned["test"], student, trace)
 
 
 def _split_acc(model: nn.Module, meta: ModelMeta, manifest: Manifest, split: str) -> float | None:
