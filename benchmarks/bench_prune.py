@@ -73,10 +73,10 @@ def train_teacher(manifest, out: Path, epochs: int, seed: int) -> Path:
 
 
 def run_seed(teacher_dir: Path, manifest, keeps, recover: TrainConfig, work: Path, seed: int):
-    """Rows for one teacher: every depth x arm, with the per-clip outcomes."""
+    """Rows for one teacher: every depth x arm, each with its per-clip outcomes."""
     teacher, meta = load_checkpoint(teacher_dir)
     teacher_acc = evaluate_model(teacher, meta, manifest, "test").top1
-    rows, outcomes = [], {}
+    rows = []
     for keep in keeps:
         for arm, (strategy, kd_alpha) in ARMS.items():
             start = time.perf_counter()
@@ -90,8 +90,7 @@ def run_seed(teacher_dir: Path, manifest, keeps, recover: TrainConfig, work: Pat
                 recover=dataclasses.replace(recover, kd_alpha=kd_alpha, seed=seed),
                 progress=False,
             )
-            smeta = meta_for(r.model, meta.sampling)
-            outcomes[keep, arm] = correct_per_clip(r.model, smeta, manifest)
+            right = correct_per_clip(r.model, meta_for(r.model, meta.sampling), manifest)
             rows.append(
                 {
                     "seed": seed,
@@ -102,6 +101,7 @@ def run_seed(teacher_dir: Path, manifest, keeps, recover: TrainConfig, work: Pat
                     "test_acc_pruned": r.pruned_test_acc,
                     "test_acc": r.test_acc,
                     "seconds": round(time.perf_counter() - start, 1),
+                    "test_correct": "".join("1" if c else "0" for c in right),  # per clip
                 }
             )
             print(
@@ -109,30 +109,37 @@ def run_seed(teacher_dir: Path, manifest, keeps, recover: TrainConfig, work: Pat
                 f"pruned {r.pruned_test_acc:.3f} -> recovered {r.test_acc:.3f}  {r.kept_layers}",
                 flush=True,
             )
-    return rows, outcomes
+    return rows
 
 
-def paired(outcomes_by_seed, keep: int, arm: str, other: str) -> dict:
+def correct(rows, seed: int, keep: int, arm: str) -> np.ndarray:
+    (r,) = [r for r in rows if (r["seed"], r["layers"], r["arm"]) == (seed, keep, arm)]
+    return np.frombuffer(r["test_correct"].encode(), np.uint8) == ord("1")
+
+
+def paired(rows, keep: int, arm: str, other: str) -> dict:
     """``arm`` vs ``other`` at depth ``keep``, test clips pooled over seeds."""
-    a = np.concatenate([o[keep, arm] for o in outcomes_by_seed])
-    b = np.concatenate([o[keep, other] for o in outcomes_by_seed])
-    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
-    seeds_won = sum(o[keep, arm].mean() > o[keep, other].mean() for o in outcomes_by_seed)
+    seeds = sorted({r["seed"] for r in rows})
+    a = [correct(rows, s, keep, arm) for s in seeds]
+    b = [correct(rows, s, keep, other) for s in seeds]
+    wins = sum(int((x & ~y).sum()) for x, y in zip(a, b, strict=True))
+    losses = sum(int((~x & y).sum()) for x, y in zip(a, b, strict=True))
+    seeds_won = sum(x.mean() > y.mean() for x, y in zip(a, b, strict=True))
     return {"clips_won": wins, "clips_lost": losses, "p": sign_test_p(wins, losses),
             "seeds_won": int(seeds_won)}  # fmt: skip
 
 
-def summarize(rows, outcomes_by_seed, keeps) -> list[dict]:
+def summarize(rows, keeps) -> list[dict]:
     """Per depth: mean accuracy per arm over seeds; importance+KD vs each other arm."""
     summary = []
     for keep in keeps:
-        row = {"layers": keep, "seeds": len(outcomes_by_seed)}
+        row = {"layers": keep, "seeds": len({r["seed"] for r in rows})}
         for arm in ARMS:
             at = [r for r in rows if r["layers"] == keep and r["arm"] == arm]
             row[arm] = float(np.mean([r["test_acc"] for r in at]))
             row[f"{arm} pruned"] = float(np.mean([r["test_acc_pruned"] for r in at]))
         for other in VERSUS:
-            row[f"vs {other}"] = paired(outcomes_by_seed, keep, "importance+KD", other)
+            row[f"vs {other}"] = paired(rows, keep, "importance+KD", other)
         summary.append(row)
     return summary
 
@@ -162,6 +169,7 @@ def main() -> None:
     ap.add_argument("--recover-epochs", type=int, default=3, help="as `edgevid prune`")
     ap.add_argument("--recover-lr", type=float, default=1e-4, help="as `edgevid prune`")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--reuse", action="store_true", help="keep the seeds already in --out")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_prune."))
     if args.data is None and args.teacher is not None:  # the split the teacher trained on
@@ -183,15 +191,15 @@ def main() -> None:
         augment=AugmentConfig(enabled=False),
     )
     seeds = args.seeds[:1] if args.teacher else args.seeds
-    rows, outcomes_by_seed = [], []
-    for seed in seeds:
+    rows = []
+    if args.reuse and args.out.is_file():  # same data and recovery, earlier run
+        rows = [r for r in json.loads(args.out.read_text())["runs"] if r["seed"] in seeds]
+    for seed in sorted(set(seeds) - {r["seed"] for r in rows}):
         teacher = args.teacher or train_teacher(
             manifest, work / f"teacher{seed}", args.teacher_epochs, seed
         )
-        r, o = run_seed(teacher, manifest, args.keep, recover, work, seed)
-        rows += r
-        outcomes_by_seed.append(o)
-    summary = summarize(rows, outcomes_by_seed, args.keep)
+        rows += run_seed(teacher, manifest, args.keep, recover, work, seed)
+    summary = summarize(rows, args.keep)
     print_tables(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
