@@ -8,7 +8,8 @@ recipe). Reports test accuracy straight after pruning and after recovery, and pe
 pooled over seeds, a paired test on the test clips (exact sign test on the clips exactly
 one of two arms gets right). Prints tables, writes benchmarks/results/bench_prune.json.
 
-    python benchmarks/bench_prune.py                      # 3 seeds, ~30 min on 2 cores
+    python benchmarks/bench_prune.py                      # 6 teachers, ~50 min on 2 cores
+    python benchmarks/bench_prune.py --reuse --seeds 0 1 2 3 4 5 6 7   # adds seeds 6, 7
     python benchmarks/bench_prune.py --teacher runs/t/best --keep 6 4   # its run's split
 """
 
@@ -164,7 +165,9 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, help="trained checkpoint (default: train one per seed)")
     ap.add_argument("--data", type=Path, help="dataset folder (default: synthetic, 5 x 200)")
     ap.add_argument("--keep", type=int, nargs="+", default=[10, 8, 6, 4])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="teacher + recovery")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="teacher + recovery"
+    )
     ap.add_argument("--teacher-epochs", type=int, default=50)
     ap.add_argument("--recover-epochs", type=int, default=3, help="as `edgevid prune`")
     ap.add_argument("--recover-lr", type=float, default=1e-4, help="as `edgevid prune`")
@@ -192,8 +195,12 @@ def main() -> None:
     )
     seeds = args.seeds[:1] if args.teacher else args.seeds
     rows = []
-    if args.reuse and args.out.is_file():  # same data and recovery, earlier run
-        rows = [r for r in json.loads(args.out.read_text())["runs"] if r["seed"] in seeds]
+    if args.reuse and args.out.is_file():  # an earlier run with the same settings
+        earlier = json.loads(args.out.read_text())
+        settings = json.loads(json.dumps(recover.to_dict())), args.teacher_epochs
+        if (earlier["recovery"], earlier["teacher_epochs"]) != settings:
+            raise SystemExit(f"{args.out}: made with other recovery or teacher settings")
+        rows = [r for r in earlier["runs"] if r["seed"] in seeds]
     for seed in sorted(set(seeds) - {r["seed"] for r in rows}):
         teacher = args.teacher or train_teacher(
             manifest, work / f"teacher{seed}", args.teacher_epochs, seed
