@@ -204,7 +204,6 @@ def _runtime(cfg: DemoConfig, graphs: dict[str, list[Path]], manifest, out: Path
         summary = _run_stream(src, model, out / "runtime" / f"{name}.mp4",
                               out / "runtime" / f"{name}.jsonl")  # fmt: skip
         p50 = summary["stages_ms"].get("inference", {}).get("p50", float("nan"))
-        p50 = summary["stages_ms"].get("inference", {}).get("p50", float("nan"))
         log(f"runtime on {src}: {summary['frames_read']} frames, {summary['inferences']} "
             f"inferences, {summary['fps']:.0f} fps, inference p50 {p50:.1f} ms")  # fmt: skip
         written[f"annotated:{name}"] = str(out / "runtime" / f"{name}.mp4")

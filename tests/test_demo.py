@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from edgevid.runtime.video import probe_video
-from tests.conftest import needs_torch
+from tests.conftest import SYNTH_LABELS, needs_torch
 
 pytestmark = [needs_torch, pytest.mark.slow]
 
@@ -37,3 +37,48 @@ def test_demo_runs_every_stage(tmp_path, media_dir):
         lines = (out / "runtime" / f"{video.rsplit('/', 1)[-1][:-4]}.jsonl").read_text()
         first = json.loads(lines.splitlines()[0])
         assert {"label", "score", "frame", "top_k"} <= set(first)
+
+
+def test_demo_for_real_with_a_weights_folder_and_a_dataset(tmp_path, media_dir):
+    """`--weights DIR --data ROOT`: the full-size variants, the backbone from DIR (its frozen
+    layers unchanged by fine-tuning), a new head over ROOT's classes, ROOT's own split.
+    DIR holds a small stand-in for the Kinetics-400 folder, in the same Hugging Face format."""
+    import torch
+
+    from edgevid.export.onnx_io import read_metadata
+    from edgevid.train.checkpoint import load_checkpoint
+    from edgevid.train.models import create_model
+    from edgevid.train.synth import make_synthetic_dataset
+
+    torch.manual_seed(0)
+    k400 = create_model("tiny-timesformer", labels=["abseiling", "long jump", "skiing"])
+    k400.save_pretrained(tmp_path / "k400")  # what huggingface-cli download writes
+    data = tmp_path / "ucf"
+    make_synthetic_dataset(data, classes=5, clips_per_class=6, seed=1)
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "edgevid", "demo", "--weights", str(tmp_path / "k400"),
+           "--data", str(data), "--epochs", "1", "--out", str(out), "--media", str(media_dir),
+           "--quiet"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in results["rows"]}
+    variants = [rows[m]["variant"] for m in ("timesformer", "scratch", "pruned")]
+    assert variants == ["timesformer", "scratch", "prune8"]  # full size, not tiny-*
+
+    def head(classes: int) -> int:
+        return (k400.config.hidden_size + 1) * classes
+
+    backbone = sum(p.numel() for p in k400.parameters()) - head(3)
+    assert rows["timesformer"]["params"] == backbone + head(5)  # the folder's, new head
+    assert results["artefacts"]["dataset"] == str(data)
+    assert (data / "manifest.json").is_file()  # the split every stage read
+
+    tuned, meta = load_checkpoint(out / "runs" / "timesformer" / "best")
+    assert meta.labels == SYNTH_LABELS
+    frozen = "timesformer.embeddings.patch_embeddings.projection.weight"
+    assert torch.equal(tuned.state_dict()[frozen], k400.state_dict()[frozen])
+    scratch = read_metadata(rows["scratch"]["file_fp32"])
+    assert scratch.image_size == 224 and scratch.labels == SYNTH_LABELS  # full-size baseline
