@@ -162,6 +162,26 @@ def test_run_annotated_output_is_readable(tiny_onnx, media_dir, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]  # no temp files left
 
 
+@pytest.mark.parametrize(("width", "height"), [(80, 64), (176, 144), (1280, 720)])
+def test_overlay_text_never_collides(width, height):
+    """The label is never cut at the right edge; the fps goes right of it with a gap, or,
+    on frames too narrow for both (the 80-pixel synthetic clips), is left out."""
+    from edgevid.runtime.render import annotate
+
+    frame = np.zeros((height, width, 3), np.uint8)
+    fps_drawn = {}
+    for label in ("MoveRight", "ThrowDiscus" * 12):
+        plain = annotate(frame, label, 0.4)
+        text_cols = np.flatnonzero((plain.min(axis=2) > 128).any(axis=0))  # the white text
+        assert text_cols.min() > 0 and text_cols.max() < width - 2
+        fps_cols = np.flatnonzero(
+            (annotate(frame, label, 0.4, fps=191.6) != plain).any(axis=(0, 2))
+        )
+        assert fps_cols.size == 0 or fps_cols.min() > text_cols.max() + 6
+        fps_drawn[label] = fps_cols.size > 0
+    assert list(fps_drawn.values()) == [width > 80, False]
+
+
 def test_run_several_sources_writes_one_video_each(tiny_onnx, media_dir, tmp_path):
     proc = edgevid("run", "-s", str(media_dir / "carphone_pristine.mp4"), "-s",
                    str(media_dir / "bikes.mp4"), "-m", str(tiny_onnx), "--max-frames", "24",

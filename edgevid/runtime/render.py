@@ -6,6 +6,7 @@ with VideoSink("out.mp4", fps=25) as sink:       # written atomically on success
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -34,8 +35,13 @@ def annotate(
     thick = max(1, round(scale * 2))
     line = round(28 * scale)
     cv2.rectangle(out, (0, 0), (w, round(line * 1.9)), BLACK, -1)
-    text = "warming up..." if label is None else f"{label}  {score:.2f}"
-    cv2.putText(out, text, (6, line), FONT, scale * 0.8, WHITE, thick, cv2.LINE_AA)
+    if label is None:
+        text, font = "warming up...", scale * 0.8
+        text_w = cv2.getTextSize(text, FONT, font, thick)[0][0]
+    else:
+        name, font, text_w = _fit(label, scale * 0.8, thick, w - 12)
+        text = f"{name}  {score:.2f}"
+    cv2.putText(out, text, (6, line), FONT, font, WHITE, thick, cv2.LINE_AA)
     if score is not None:
         bar_w = round((w - 12) * float(np.clip(score, 0.0, 1.0)))
         color = AMBER if label == "uncertain" else GREEN
@@ -43,8 +49,30 @@ def annotate(
     if fps is not None:
         txt = f"{fps:.1f} fps"
         (tw, _), _ = cv2.getTextSize(txt, FONT, scale * 0.6, thick)
-        cv2.putText(out, txt, (w - tw - 6, line), FONT, scale * 0.6, WHITE, thick, cv2.LINE_AA)
+        if 6 + text_w + 12 + tw + 6 <= w:  # only where it cannot run into the label
+            cv2.putText(out, txt, (w - tw - 6, line), FONT, scale * 0.6, WHITE, thick, cv2.LINE_AA)
     return out
+
+
+MIN_FONT = 0.3  # the smallest legible Hershey font scale (about 6 px a character)
+
+
+@functools.lru_cache(maxsize=64)
+def _fit(label: str, font: float, thick: int, width: int) -> tuple[str, float, int]:
+    """``label`` and the font scale (at most ``font``) at which "label  0.00" fits ``width``
+    pixels, and its width: shrunk down to MIN_FONT, then the label is cut short with "..".
+    Per label, not per frame: the two digits of any score are as wide as "0.00"."""
+
+    def size(name: str, f: float) -> int:
+        return cv2.getTextSize(f"{name}  0.00", FONT, f, thick)[0][0]
+
+    while font > MIN_FONT and size(label, font) > width:  # the stroke does not scale
+        font = max(MIN_FONT, font * min(0.95, width / size(label, font)))
+    name = label
+    while size(name, font) > width and len(label) > 1:
+        label = label[:-1]
+        name = label.rstrip() + ".."
+    return name, font, size(name, font)
 
 
 class _Abort(Exception):
