@@ -66,13 +66,16 @@ def _fit(label: str, font: float, thick: int, width: int) -> tuple[str, float, i
     def size(name: str, f: float) -> int:
         return cv2.getTextSize(f"{name}  0.00", FONT, f, thick)[0][0]
 
-    while font > MIN_FONT and size(label, font) > width:  # the stroke does not scale
-        font = max(MIN_FONT, font * min(0.95, width / size(label, font)))
-    name = label
-    while size(name, font) > width and len(label) > 1:
-        label = label[:-1]
-        name = label.rstrip() + ".."
-    return name, font, size(name, font)
+    name, text_w = label, size(label, font)
+    while font > MIN_FONT and text_w > width:  # the stroke does not scale: 2-3 steps
+        font = max(MIN_FONT, font * min(0.95, width / text_w))
+        text_w = size(name, font)
+    keep = len(label)
+    while text_w > width and keep > 1:
+        keep -= 1
+        name = label[:keep].rstrip() + ".."
+        text_w = size(name, font)
+    return name, font, text_w
 
 
 class _Abort(Exception):
