@@ -68,12 +68,15 @@ def test_manifest_round_trip_and_relative_root(tmp_path, synth_root):
     assert all(p.is_file() for p in again.paths("test"))
 
 
-def test_load_or_split_writes_manifest_once(tmp_path, synth_root):
+def test_load_or_split_reads_a_manifest_and_writes_none(tmp_path, synth_root):
     root = tmp_path / "d"
     shutil.copytree(synth_root, root)
+    (root / "manifest.json").unlink(missing_ok=True)
     m1 = load_or_split(root)
-    assert (root / "manifest.json").is_file()
-    m2 = load_or_split(root, seed=99)  # the existing manifest wins: every stage agrees
+    assert not (root / "manifest.json").exists()  # the dataset is never written to
+    assert load_or_split(root).to_dict() == m1.to_dict()  # the same split every time
+    m1.save(root / "manifest.json")  # what `edgevid data split` writes
+    m2 = load_or_split(root, seed=99)  # an existing manifest wins: every stage agrees
     assert m1.to_dict() == m2.to_dict()
 
 

@@ -195,7 +195,8 @@ def test_run_folder_has_every_artefact(short_run):
         "best/config.json",
         "best/model.safetensors",
         "best/edgevid.json",
-        "last/training_state.pt",
+        "last/training_state.json",
+        "last/training_state.safetensors",
     ):
         assert (run / name).is_file(), name
     history = json.loads((run / "history.json").read_text())

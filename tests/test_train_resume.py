@@ -37,8 +37,8 @@ def _start(args: list[str]) -> subprocess.Popen:
 
 def _saved_step(run: Path) -> int:
     try:
-        return torch.load(run / "last" / STATE_FILENAME, weights_only=False)["global_step"]
-    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet
+        return json.loads((run / "last" / STATE_FILENAME).read_text())["state"]["global_step"]
+    except (FileNotFoundError, ValueError, KeyError):  # not written yet
         return -1
 
 

@@ -1,7 +1,9 @@
 """The ``edgevid`` command. Each subcommand is a thin wrapper over a library function.
 
 Library code raises :class:`edgevid.errors.EdgevidError`; this is the only place that
-turns one into a message on stderr and an exit code.
+turns one into a message on stderr and an exit code. An OSError (a full disk, a read-only
+folder, an output path that is a folder) becomes one line naming the path and the cause,
+exit 1.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ class EdgevidGroup(click.Group):
     """A click group that reports every error as one line on stderr, never a traceback.
 
     edgevid errors exit 2 (or their own code); usage errors (a bad option value, a missing
-    argument) exit 2 too, as one line that points at the command's --help.
+    argument) exit 2 too, as one line that points at the command's --help; operating-system
+    errors (disk full, read-only, permission, not a folder) exit 1.
     """
 
     def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
@@ -42,9 +45,22 @@ class EdgevidGroup(click.Group):
         except EdgevidError as e:
             click.echo(f"edgevid: error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:
+            click.echo(f"edgevid: error: {os_error_line(e)}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("edgevid: interrupted", err=True)
             ctx.exit(130)
+
+
+def os_error_line(e: OSError) -> str:
+    """``PATH: cause`` for an OSError, on one line (the path the user gave, where known)."""
+    import os
+
+    cause = e.strerror or (os.strerror(e.errno) if e.errno else "") or str(e) or type(e).__name__
+    cause = " ".join(str(cause).split())
+    where = [str(f) for f in (e.filename, e.filename2) if f is not None]
+    return f"{' -> '.join(where)}: {cause}" if where else cause
 
 
 @click.group(cls=EdgevidGroup, context_settings={"help_option_names": ["-h", "--help"]})

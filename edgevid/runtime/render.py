@@ -17,6 +17,7 @@ import numpy as np
 from edgevid._atomic import atomic_path
 from edgevid.errors import EdgevidError, VideoError
 from edgevid.runtime._cv import cv2
+from edgevid.runtime.video import check_written
 
 if TYPE_CHECKING:
     from edgevid.runtime.stream import Step, Streamer
@@ -87,7 +88,7 @@ class VideoSink:
 
     def __init__(self, path: str | os.PathLike, fps: float) -> None:
         self.path, self.fps = Path(path), float(fps)
-        self._ctx = atomic_path(self.path)
+        self._ctx = atomic_path(self.path, check=self._check)
         self._tmp = self._ctx.__enter__()
         self._writer: cv2.VideoWriter | None = None
         self.frames = 0
@@ -104,8 +105,14 @@ class VideoSink:
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
+    def _check(self, tmp: Path) -> None:
+        check_written(tmp, self.frames, self.path)
+
     def close(self, ok: bool = True) -> None:
-        """Finish the file; ``ok=False`` (or no frames) removes it instead."""
+        """Finish the file; ``ok=False`` (or no frames) removes it instead.
+
+        A file the writer could not finish (a full disk) raises VideoError and is removed.
+        """
         if self._writer is not None:
             self._writer.release()
         if ok and self.frames:

@@ -131,13 +131,42 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return np.stack(frames), info.fps
 
 
+def check_written(path: Path, frames: int, name: str | os.PathLike | None = None) -> None:
+    """Re-open a video just written and require ``frames`` frames in its container.
+
+    A writer that hit a full disk leaves an .mp4 without its index (moov atom), which no
+    player opens; OpenCV's writer does not report that, so every written video is checked
+    before it is published. ``name`` is the path the user asked for (``path`` may be a
+    temporary one).
+    """
+    name = name or path
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+    finally:
+        cap.release()
+    if count < 0:
+        raise VideoError(
+            f"{name}: the video writer failed (the file does not open; disk full?), not written"
+        )
+    if count < frames:
+        raise VideoError(
+            f"{name}: the video writer failed ({count} of {frames} frames in the file; "
+            "disk full?), not written"
+        )
+
+
 def write_video(
     path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, rgb: bool = True
 ) -> Path:
-    """Write frames (H, W, 3) uint8 to ``path`` (.mp4: MPEG-4 Part 2, .avi: MJPG), atomically."""
+    """Write frames (H, W, 3) uint8 to ``path`` (.mp4: MPEG-4 Part 2, .avi: MJPG), atomically.
+
+    The file is re-opened and its frames counted before it replaces ``path``.
+    """
     path = Path(path)
     fourcc = {".avi": "MJPG"}.get(path.suffix.lower(), "mp4v")
-    with atomic_path(path) as tmp:
+    written = 0
+    with atomic_path(path, check=lambda tmp: check_written(tmp, written, path)) as tmp:
         writer = None
         try:
             for frame in frames:
@@ -149,6 +178,7 @@ def write_video(
                     if not writer.isOpened():
                         raise VideoError(f"{path}: OpenCV cannot write this container")
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else frame)
+                written += 1
         finally:
             if writer is not None:
                 writer.release()

@@ -4,7 +4,12 @@
       config.json          HF config (num_hidden_layers reflects pruning)
       model.safetensors    weights
       edgevid.json         ModelMeta: labels, frames, size, mean/std, sampling, variant
-    run/last/training_state.pt   optimizer, scheduler, RNG states, epoch/step (resume)
+    run/last/training_state.json         optimizer/scheduler/RNG/position as JSON, where
+    run/last/training_state.safetensors  every tensor is a reference into this file (resume)
+
+The resume state is JSON + safetensors, never a pickle: run folders are shared and
+downloaded, and loading one must not be able to run code. A folder with the old pickled
+``training_state.pt`` is refused with one line.
 
 Written atomically as a whole folder, so a kill mid-save leaves the previous checkpoint.
 ``TimesformerForVideoClassification.from_pretrained(run/best)`` works without edgevid.
@@ -12,6 +17,7 @@ Written atomically as a whole folder, so a kill mid-save leaves the previous che
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,14 +27,19 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
 from transformers.utils import logging as hf_logging
 
-from edgevid._atomic import atomic_dir
+from edgevid._atomic import atomic_dir, write_json
 from edgevid.errors import MetadataError, ModelError
 from edgevid.meta import META_FILENAME, ModelMeta, Sampling
 from edgevid.train.models.registry import model_spec
 
-STATE_FILENAME = "training_state.pt"  # resume state beside last/ (optimizer, RNG, position)
+STATE_FILENAME = "training_state.json"  # resume state in last/: JSON, tensors referenced
+STATE_TENSORS = "training_state.safetensors"  # the tensors STATE_FILENAME refers to
+OLD_STATE_FILENAME = "training_state.pt"  # the pickled format before 0.x: refused, never loaded
+STATE_FORMAT = 2  # bumped when the layout of the JSON changes
 
 
 def meta_for(model: nn.Module, sampling: Sampling | None = None, **extra) -> ModelMeta:
@@ -58,7 +69,7 @@ def save_checkpoint(
         model.save_pretrained(tmp, safe_serialization=True)
         meta.save(tmp / META_FILENAME)
         if training_state is not None:
-            torch.save(training_state, tmp / STATE_FILENAME)
+            save_training_state(training_state, tmp)
     return Path(path)
 
 
@@ -74,15 +85,96 @@ def _no_hf_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+# --- resume state: JSON + safetensors -----------------------------------------------------
+# JSON has no tuples, no int keys and no tensors; each is written as a one-key object:
+#   {"__tensor__": "t12"} -> tensor t12 of the safetensors file
+#   {"__tuple__": [...]}  -> a tuple (RNG states are tuples)
+#   {"__items__": [[k, v], ...]} -> a dict whose keys are not all strings (optimizer state)
+def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _encode(v, tensors) for k, v in obj.items()}
+        return {"__items__": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"training state holds a {type(obj).__name__}, which has no safe encoding")
+
+
+def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if set(obj) == {"__tensor__"}:
+        if obj["__tensor__"] not in tensors:
+            raise ValueError(f"tensor {obj['__tensor__']!r} is missing")
+        return tensors[obj["__tensor__"]]
+    if set(obj) == {"__tuple__"}:
+        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+    if set(obj) == {"__items__"}:
+        return {_hashable(_decode(k, tensors)): _decode(v, tensors) for k, v in obj["__items__"]}
+    return {k: _decode(v, tensors) for k, v in obj.items()}
+
+
+def _hashable(key: Any) -> Any:
+    if isinstance(key, (list, dict, torch.Tensor)):
+        raise ValueError(f"a dict key is a {type(key).__name__}")
+    return key
+
+
+def save_training_state(state: dict[str, Any], folder: str | os.PathLike) -> None:
+    """Write ``state`` as ``training_state.json`` + ``training_state.safetensors`` in ``folder``.
+
+    Loads back exactly (tensors bit for bit, floats by their shortest repr) and without
+    unpickling anything.
+    """
+    folder = Path(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    body = {"format": STATE_FORMAT, "state": _encode(state, tensors)}
+    save_safetensors(tensors, str(folder / STATE_TENSORS))
+    write_json(folder / STATE_FILENAME, body)
+
+
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The optimizer / scheduler / RNG / position record saved beside a ``last/`` checkpoint."""
-    file = Path(path) / STATE_FILENAME
+    """The optimizer / scheduler / RNG / position record saved in a ``last/`` checkpoint."""
+    path = Path(path)
+    file, tensor_file = path / STATE_FILENAME, path / STATE_TENSORS
+    if not file.is_file() and (path / OLD_STATE_FILENAME).is_file():
+        raise ModelError(
+            f"{path / OLD_STATE_FILENAME}: resume state in the old pickle format, which edgevid "
+            "no longer loads (a pickle can run code); start the run again or resume it with "
+            "the edgevid that wrote it"
+        )
     if not file.is_file():
         raise ModelError(f"{path}: no {STATE_FILENAME} to resume from (not a last/ checkpoint)")
     try:
-        return torch.load(file, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise ModelError(f"{file}: resume state is corrupt ({type(e).__name__})") from e
+        body = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{file}: resume state is not valid JSON ({e})") from e
+    if not isinstance(body, dict) or body.get("format") != STATE_FORMAT:
+        found = body.get("format") if isinstance(body, dict) else type(body).__name__
+        raise ModelError(
+            f"{file}: resume state format {found!r}, this edgevid reads format {STATE_FORMAT}"
+        )
+    try:
+        tensors = load_safetensors(str(tensor_file)) if tensor_file.is_file() else {}
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ModelError(f"{tensor_file}: resume state tensors are corrupt ({e})") from e
+    try:
+        state = _decode(body.get("state"), tensors)
+    except ValueError as e:
+        raise ModelError(f"{file}: resume state is corrupt ({e})") from e
+    if not isinstance(state, dict):
+        raise ModelError(f"{file}: resume state is corrupt (not an object)")
+    return state
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Module, ModelMeta]:

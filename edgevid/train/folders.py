@@ -206,16 +206,19 @@ def split_dataset(
 def load_or_split(
     data: str | os.PathLike, *, seed: int = 0, manifest_name: str = "manifest.json"
 ) -> Manifest:
-    """A manifest path, or a dataset folder whose manifest is created on first use."""
+    """A manifest path; or a dataset folder: its ``manifest.json`` if it has one (written by
+    ``edgevid data split``, so every stage sees one split), else a fresh split in memory.
+
+    Nothing is written into the dataset: it may be read-only or shared. A run keeps the
+    split it used in its own folder.
+    """
     data = Path(data)
     if data.is_file():
         return Manifest.load(data)
     manifest_path = data / manifest_name
     if manifest_path.is_file():
         return Manifest.load(manifest_path)
-    m = split_dataset(data, seed=seed)
-    m.save(manifest_path)
-    return m
+    return split_dataset(data, seed=seed)
 
 
 def inspect_dataset(root: str | os.PathLike, manifest: Manifest | None = None) -> dict[str, Any]:

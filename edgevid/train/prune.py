@@ -167,6 +167,11 @@ def prune(
     if strategy not in STRATEGIES:
         raise ModelError(f"unknown pruning strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
     total = len(encoder_layers(teacher)) if hasattr(teacher, "timesformer") else 0
+    if total < 2:
+        raise ModelError(
+            f"{meta.variant}: only TimeSformer variants with 2 or more encoder layers can be "
+            "pruned (this model has no encoder layers to drop)"
+        )
     if not 1 <= keep < total:
         raise ModelError(f"--keep must be between 1 and {total - 1} for a {total}-layer model")
     out = Path(out)
@@ -188,6 +193,7 @@ def prune(
         val_acc, test_acc = result.best_val_acc, result.test.top1 if result.test else None
     else:
         save_checkpoint(student, pmeta, out / "best")
+        manifest.save(out / "manifest.json")  # the split it was measured on, in its own folder
         val_acc, test_acc = pruned["val"], pruned["test"]
     record = {"strategy": strategy, "keep": keep, "kept_layers": kept,
               "teacher_layers": total, "val_acc": val_acc, "test_acc": test_acc,

@@ -103,9 +103,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    """Every RNG's state in plain types and tensors (saved as JSON + safetensors, no pickle)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -114,8 +116,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -303,13 +307,19 @@ class Trainer:
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.global_step = state["global_step"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.history, self.best = state["history"], state["best"]
-        self.running, self.skipped = state["running"], state["skipped"]
-        set_rng_state(state["rng"])
+        try:
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.global_step = int(state["global_step"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.history, self.best = list(state["history"]), dict(state["best"])
+            self.running, self.skipped = dict(state["running"]), dict(state["skipped"])
+            set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise ModelError(
+                f"{self.run_dir / 'last'}: resume state does not fit this run ({what})"
+            ) from e
 
     def _save(self, which: str) -> None:
         if not self.acc.is_main_process:
