@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a network that is not there
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# --device auto on a CPU: ONNX Runtime, not the faster-measured engine (which can flip with
+# load), so results compare exactly; tests of the auto choice unset it (test_openvino.py)
+os.environ.setdefault("EDGEVID_CPU_BACKEND", "onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"

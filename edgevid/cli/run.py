@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # edgevid.runtime.backends.DEVICES, lazily
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")  # edgevid.runtime.backends.DEVICES
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # edgevid.runtime.backends.PRECISIONS, lazily
+DEVICE_HELP = (
+    "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
+    "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."
+)
+PRECISION_HELP = "OpenVINO inference precision [default: auto = bf16 where the CPU has it]."
 
 
 @click.command("run")
@@ -22,7 +28,8 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # edgevid.runtime.backends.DEVICE
 )  # fmt: skip
 @click.option(
     "--model", "-m", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="Exported model: .onnx (ONNX Runtime) or .engine/.plan (TensorRT).",
+    help="Exported model: .onnx (ONNX Runtime or OpenVINO), .xml (OpenVINO IR) or "
+    ".engine/.plan (TensorRT).",
 )  # fmt: skip
 @click.option("--every", default=8, show_default=True, type=click.IntRange(min=1),
               help="One inference every K frames.")  # fmt: skip
@@ -49,14 +56,16 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # edgevid.runtime.backends.DEVICE
               help="Network stream open/read timeout in seconds.")  # fmt: skip
 @click.option("--queue-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Frames buffered per live source before the oldest is dropped.")  # fmt: skip
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help=DEVICE_HELP)  # fmt: skip
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None, help=PRECISION_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
     sources: tuple[str, ...], model: Path, every: int, stride: int | None, smooth: str,
     threshold: float, top_k: int, json_path: Path | None, output: Path | None, show: bool,
     realtime: bool, max_frames: int | None, reconnect_timeout: float, timeout: float,
-    queue_size: int, device: str, threads: int | None, quiet: bool,
+    queue_size: int, device: str, precision: str | None, threads: int | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Classify actions in camera, network or file streams in real time.
 
@@ -86,7 +95,10 @@ def run(
         capture=CaptureConfig(queue_size, realtime, reconnect_timeout),
         options=SourceOptions(timeout_s=timeout),
     )  # fmt: skip
-    streamer = Streamer(sources, Classifier(model, device=device, threads=threads), config)
+    clf = Classifier(model, device=device, threads=threads, precision=precision)
+    if clf.backend.selection and not quiet:
+        click.echo(clf.backend.selection, err=True)  # once: which engine --device auto took
+    streamer = Streamer(sources, clf, config)
     to_stdout = None if json_path is not None else _print_json
     outcome = None
     try:

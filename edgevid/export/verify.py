@@ -36,6 +36,9 @@ class Tolerance:
 TOLERANCES = {
     "fp32": Tolerance(max_abs=1e-4, min_agreement=1.0, min_cosine=0.99999),
     "fp16": Tolerance(min_agreement=0.95, min_cosine=0.999),
+    # an FP32 graph executed as bf16 (OpenVINO's inference precision): 8-bit mantissas in the
+    # matmuls, FP32 accumulation; no calibration. Judged like FP16, a little tighter on cosine
+    "bf16": Tolerance(min_agreement=0.95, min_cosine=0.9995),
     "int8-static": Tolerance(min_agreement=0.85, min_cosine=0.98),
     "int8-dynamic": Tolerance(min_agreement=0.85, min_cosine=0.98),
 }

@@ -51,8 +51,11 @@ class Classifier:
         *,
         device: str = "auto",
         threads: int | None = None,
+        precision: str | None = None,  # OpenVINO inference precision (auto, fp32, bf16, fp16)
     ) -> None:
-        self.backend = model if isinstance(model, Backend) else load_backend(model, device, threads)
+        self.backend = (
+            model if isinstance(model, Backend) else load_backend(model, device, threads, precision)
+        )
         self.meta: ModelMeta = self.backend.meta
 
     @property

@@ -1,10 +1,14 @@
 """Inference backends behind one interface, chosen from the model file's extension.
 
-.onnx            ONNX Runtime (TensorRT / CUDA / CPU execution providers, best first)
+.onnx            ONNX Runtime (TensorRT / CUDA / CPU execution providers, best first), or
+                 OpenVINO (--device openvino); --device auto on a CPU-only machine takes
+                 whichever of the two measures faster for the graph (backends/choice.py)
+.xml             OpenVINO IR (edgevid export --openvino)
 .engine, .plan   native TensorRT (tensorrt + cuda-python, or pycuda)
 
 backend = load_backend("prune4.onnx", device="auto")
 logits = backend.run(x)          # x (B, T, 3, S, S) float32 or (B, T, S, S, 3) uint8
+backend.selection                # "backend: openvino (measured: ...)" when auto chose it
 """
 
 from __future__ import annotations
@@ -22,8 +26,13 @@ _BY_EXTENSION = {
     ".onnx": "edgevid.runtime.backends.onnxruntime",
     ".engine": "edgevid.runtime.backends.tensorrt",
     ".plan": "edgevid.runtime.backends.tensorrt",
+    ".xml": "edgevid.runtime.backends.openvino",
 }
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+# devices that name a backend of their own, whatever the extension's default
+_BY_DEVICE = {"openvino": "edgevid.runtime.backends.openvino"}
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
+# OpenVINO inference precisions (edgevid.runtime.backends.openvino.PRECISIONS, lazily)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def backend_class(path: str | os.PathLike) -> type[Backend]:
@@ -37,15 +46,46 @@ def backend_class(path: str | os.PathLike) -> type[Backend]:
 
 
 def load_backend(
-    path: str | os.PathLike, device: str = "auto", threads: int | None = None
+    path: str | os.PathLike,
+    device: str = "auto",
+    threads: int | None = None,
+    precision: str | None = None,
 ) -> Backend:
-    """Open ``path`` with the backend its extension calls for (the file must exist)."""
+    """Open ``path`` with the backend its extension (or ``device``) calls for.
+
+    ``precision`` is OpenVINO's inference precision (auto | fp32 | bf16 | fp16); giving one
+    other than auto with ``device="auto"`` picks OpenVINO, the backend that takes it.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     if device not in DEVICES:
         raise ModelError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
-    return backend_class(path)(path, device=device, threads=threads)
+    if precision not in (None, *PRECISIONS):
+        raise ModelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    hinted = precision not in (None, "auto")
+    if hinted and device == "auto":
+        device = "openvino"
+    module = _BY_DEVICE.get(device)
+    if module is None:
+        module = backend_class(path).__module__
+    if module.endswith(".openvino"):
+        return _open(module, path, device, threads, precision=precision)
+    if hinted:
+        raise ModelError(f"--precision {precision} is an OpenVINO setting: use --device openvino")
+    if device == "auto" and path.suffix.lower() == ".onnx":
+        from edgevid.runtime.backends.choice import choose_cpu_backend
+
+        choice, backend = choose_cpu_backend(
+            path, threads, lambda m: _open(m, path, device, threads)
+        )
+        backend.selection = choice.note()
+        return backend
+    return _open(module, path, device, threads)
 
 
-__all__ = ["Backend", "DEVICES", "backend_class", "load_backend"]
+def _open(module: str, path: Path, device: str, threads: int | None, **options) -> Backend:
+    return importlib.import_module(module).BACKEND(path, device=device, threads=threads, **options)
+
+
+__all__ = ["Backend", "DEVICES", "PRECISIONS", "backend_class", "load_backend"]

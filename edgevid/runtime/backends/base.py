@@ -18,6 +18,7 @@ class Backend(abc.ABC):
     name: str = "backend"  # e.g. "onnxruntime[CPUExecutionProvider]"
     meta: ModelMeta  # labels, T, size, mean/std, input_format, ...
     max_batch: int | None = None  # None: any batch; else run() splits bigger batches
+    selection: str | None = None  # why --device auto chose this backend (printed once)
 
     def __init__(
         self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None

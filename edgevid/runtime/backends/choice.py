@@ -1,0 +1,173 @@
+"""Which CPU backend runs a ``.onnx`` graph by default: the one that measures faster for it.
+
+The rule (``--device auto``, a ``.onnx`` file, no GPU execution provider in ONNX Runtime):
+
+1. ``EDGEVID_CPU_BACKEND=onnxruntime|openvino`` in the environment -> that one (``auto`` or
+   unset: the rule below). The test suite sets ``onnxruntime`` so its numbers are ORT's.
+2. Only ONNX Runtime is installed -> ONNX Runtime.
+3. Else both candidates (ONNX Runtime CPU; OpenVINO CPU at its default precision, bf16 where
+   the CPU has it) are timed once on this graph, this CPU, these threads: a warm-up run, then
+   the fastest of at least ``RUNS`` runs of one clip (more for small graphs, up to
+   ``MIN_TIMING_S``: the fastest run is what load on a shared machine disturbs least).
+   The faster wins.
+3. The result is cached beside the model in ``<model>.backend.json``, keyed by the file's
+   size and mtime, the CPU, the thread count and both library versions; any change measures
+   again. A folder that cannot be written to just means measuring at every start.
+
+Why measure rather than a fixed table: the winner depends on the graph, not only the
+engine. On the 2-core reference CPU OpenVINO wins for FP32 graphs (bf16) and edgevid's Q/DQ
+INT8 graph, ONNX Runtime for the INT8-dynamic graph (OpenVINO 3x slower there).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevid._atomic import write_json
+from edgevid.errors import ModelError
+from edgevid.runtime.backends.base import Backend
+
+CACHE_SUFFIX = ".backend.json"  # <model>.backend.json beside the model
+RUNS = 3  # timed runs per candidate at least (after one warm-up)
+MIN_TIMING_S = 0.5  # ... and more runs, up to MAX_RUNS, until this much time was spent
+MAX_RUNS = 50
+ENV = "EDGEVID_CPU_BACKEND"  # onnxruntime | openvino | auto: overrides the measurement
+MODULES = {  # candidate -> module with its BACKEND class
+    "onnxruntime": "edgevid.runtime.backends.onnxruntime",
+    "openvino": "edgevid.runtime.backends.openvino",
+}
+
+
+@dataclass
+class Choice:
+    backend: str  # "onnxruntime" | "openvino"
+    ms: dict[str, float]  # fastest ms per clip of every candidate timed (empty: none timed)
+    reason: str  # "measured", "cached", "only candidate", "GPU", ENV
+    cache: str | None = None  # the cache file read or written
+
+    def note(self) -> str:
+        """The one line printed when a run starts."""
+        timed = ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(self.ms.items(), key=lambda i: i[1]))
+        how = f" ({self.reason}: {timed} per clip)" if timed else f" ({self.reason})"
+        return f"backend: {self.backend}{how}"
+
+
+def cache_path(model: str | os.PathLike) -> Path:
+    return Path(model).with_suffix(CACHE_SUFFIX)
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cache_key(model: Path, threads: int | None) -> dict:
+    """What a cached choice depends on: the graph file, the CPU, the threads, the engines."""
+    import onnxruntime
+
+    st = model.stat()
+    key = {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "cpu": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    if has_openvino():
+        import openvino
+
+        key["openvino"] = openvino.__version__
+    return key
+
+
+def has_openvino() -> bool:
+    try:
+        return importlib.util.find_spec("openvino") is not None
+    except ValueError:  # sys.modules["openvino"] is None: imports of it are blocked
+        return False
+
+
+def has_gpu_provider() -> bool:
+    import onnxruntime
+
+    gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    return bool(gpu & set(onnxruntime.get_available_providers()))
+
+
+def time_backend(backend: Backend) -> float:
+    """Fastest ms of one clip through ``backend`` (after a warm-up run)."""
+    meta = backend.meta
+    t, s = meta.num_frames, meta.image_size
+    shape = (1, t, s, s, 3) if meta.input_format == "uint8" else (1, t, 3, s, s)
+    x = np.zeros(shape, np.uint8 if meta.input_format == "uint8" else np.float32)
+    backend.run(x)
+    times: list[float] = []
+    while len(times) < RUNS or (sum(times) < MIN_TIMING_S * 1e3 and len(times) < MAX_RUNS):
+        t0 = time.perf_counter()
+        backend.run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return min(times)
+
+
+def read_cache(model: Path, key: dict) -> Choice | None:
+    path = cache_path(model)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(d, dict) or d.get("key") != key or d.get("backend") not in MODULES:
+        return None
+    return Choice(d["backend"], dict(d.get("ms", {})), "cached", str(path))
+
+
+def choose_cpu_backend(
+    model: str | os.PathLike, threads: int | None, load: Callable[[str], Backend]
+) -> tuple[Choice, Backend]:
+    """Pick the faster CPU backend for ``model`` (cached); returns it loaded.
+
+    ``load(module_name) -> Backend`` opens the model with one candidate.
+    """
+    model = Path(model)
+    forced = os.environ.get(ENV, "auto").strip().lower()
+    if forced in MODULES:
+        return Choice(forced, {}, ENV), load(MODULES[forced])
+    if forced != "auto":
+        raise ModelError(f"{ENV}={forced!r}: choose auto, {', '.join(MODULES)}")
+    if has_gpu_provider():
+        return Choice("onnxruntime", {}, "GPU"), load(MODULES["onnxruntime"])
+    if not has_openvino():
+        return Choice("onnxruntime", {}, "only candidate"), load(MODULES["onnxruntime"])
+    key = cache_key(model, threads)
+    cached = read_cache(model, key)
+    if cached is not None:
+        return cached, load(MODULES[cached.backend])
+    ms: dict[str, float] = {}
+    for name, module in MODULES.items():  # one loaded at a time: peak memory stays one model's
+        backend = load(module)
+        try:
+            ms[name] = time_backend(backend)
+        finally:
+            backend.close()
+            del backend
+    best = min(ms, key=ms.__getitem__)
+    choice = Choice(best, ms, "measured")
+    try:
+        write_json(cache_path(model), {"key": key, "backend": best, "ms": ms})
+        choice.cache = str(cache_path(model))
+    except OSError:
+        pass  # a read-only folder: measure again next time
+    return choice, load(MODULES[best])

@@ -1,0 +1,209 @@
+"""The OpenVINO backend: parity with ONNX Runtime per precision, the bf16 path, the auto
+choice between the two CPU engines, and its errors (no openvino, no bf16 on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("onnx")
+
+from edgevid.errors import ModelError  # noqa: E402
+from edgevid.export.verify import TOLERANCES, compare, judge  # noqa: E402
+from edgevid.runtime.backends import load_backend  # noqa: E402
+from edgevid.runtime.backends.choice import cache_path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "EDGEVID_CPU_BACKEND": "auto"}
+
+
+@pytest.fixture(scope="module")
+def graphs(tiny_onnx, synth_root, tmp_path_factory) -> dict[str, Path]:
+    """The tiny FP32 graph and its FP16 / INT8 static / INT8 dynamic versions."""
+    from edgevid.calib.clips import dataset_clips
+    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.export.fp16 import onnx_to_fp16
+    from edgevid.export.onnx_io import read_metadata
+
+    tmp = tmp_path_factory.mktemp("ov")
+    calib = dataset_clips(synth_root, read_metadata(tiny_onnx), 8)
+    return {
+        "fp32": tiny_onnx,
+        "fp16": onnx_to_fp16(tiny_onnx, tmp / "fp16.onnx"),
+        "int8-static": onnx_to_int8_static(tiny_onnx, tmp / "int8s.onnx", calib),
+        "int8-dynamic": onnx_to_int8_dynamic(tiny_onnx, tmp / "int8d.onnx"),
+    }
+
+
+@pytest.fixture(scope="module")
+def clips_input(tiny_onnx, synth_root) -> np.ndarray:
+    """Real decoded test clips of the synthetic dataset as the graph takes them."""
+    from edgevid.calib.clips import dataset_clips, graph_input
+    from edgevid.export.onnx_io import read_metadata
+
+    meta = read_metadata(tiny_onnx)
+    return graph_input(dataset_clips(synth_root, meta, 10, split="test").frames, meta)
+
+
+@pytest.mark.parametrize("graph", ["fp32", "fp16", "int8-static", "int8-dynamic"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_matches_onnxruntime(graphs, clips_input, graph, precision):
+    ort_logits = load_backend(graphs[graph], "cpu").run(clips_input)
+    ov = load_backend(graphs[graph], "openvino", precision=precision)
+    assert ov.name == f"openvino[CPU,{precision}]" and ov.precision == precision
+    stats = compare(ort_logits, ov.run(clips_input))
+    # an FP32 run of a graph computes what ONNX Runtime computes; bf16 is judged by its own
+    # tolerance (the calibration-free path), the INT8 graphs by theirs
+    tolerance = TOLERANCES["bf16" if precision == "bf16" else graph]
+    assert not judge(stats, tolerance), (graph, precision, stats)
+    if graph == "fp32" and precision == "fp32":
+        assert stats["max_abs"] < 1e-4 * stats["scale"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["tiny-timesformer", "tiny-scratch"])
+def test_openvino_matches_onnxruntime_on_the_other_tiny_variants(variant, tmp_path, synth_root):
+    import torch
+
+    from edgevid.calib.clips import dataset_clips, graph_input
+    from edgevid.calib.quantize import onnx_to_int8_dynamic
+    from edgevid.export.torch_to_onnx import torch_to_onnx
+    from edgevid.train.checkpoint import meta_for
+    from edgevid.train.models import create_model
+
+    from .conftest import SYNTH_LABELS
+
+    torch.manual_seed(0)
+    model = create_model(variant, labels=SYNTH_LABELS).eval()
+    fp32 = torch_to_onnx(model, meta_for(model), tmp_path / f"{variant}.onnx")
+    dyn = onnx_to_int8_dynamic(fp32, tmp_path / f"{variant}-int8.onnx")
+    meta = meta_for(model)
+    x = graph_input(dataset_clips(synth_root, meta, 6, split="test").frames, meta)
+    for path, precision, tol in [
+        (fp32, "fp32", "fp32"),
+        (fp32, "bf16", "bf16"),
+        (dyn, "fp32", "int8-dynamic"),
+    ]:
+        stats = compare(
+            load_backend(path, "cpu").run(x),
+            load_backend(path, "openvino", precision=precision).run(x),
+        )
+        assert not judge(stats, TOLERANCES[tol]), (path.name, precision, stats)
+
+
+def test_auto_takes_the_faster_backend_measured_once_and_cached(tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVID_CPU_BACKEND", "auto")
+    model = tmp_path / tiny_onnx.name
+    model.write_bytes(tiny_onnx.read_bytes())
+    first = load_backend(model)  # measures both engines
+    cache = json.loads(cache_path(model).read_text())
+    assert set(cache["ms"]) == {"onnxruntime", "openvino"}
+    winner = min(cache["ms"], key=cache["ms"].get)
+    assert cache["backend"] == winner and first.name.startswith(winner)
+    assert first.selection.startswith(f"backend: {winner} (measured")
+    again = load_backend(model)
+    assert again.name == first.name and again.selection.startswith(f"backend: {winner} (cached")
+    # the cache decides: a recorded win for the other engine is followed without measuring
+    loser = "openvino" if winner == "onnxruntime" else "onnxruntime"
+    cache.update(backend=loser, ms={loser: 1.0, winner: 2.0})
+    cache_path(model).write_text(json.dumps(cache))
+    assert load_backend(model).name.startswith(loser)
+    # another graph in the same file (new mtime/size) is measured again
+    os.utime(model, ns=(1, 1))
+    remeasured = load_backend(model)
+    now = json.loads(cache_path(model).read_text())
+    assert now["key"]["mtime_ns"] == 1 and now["ms"] != cache["ms"]
+    assert remeasured.selection.startswith(f"backend: {now['backend']} (measured")
+    # other threads: measured again too (the key records them)
+    assert "(measured" in load_backend(model, threads=1).selection
+    # the environment overrides the measurement
+    for name in ("openvino", "onnxruntime"):
+        monkeypatch.setenv("EDGEVID_CPU_BACKEND", name)
+        assert load_backend(model).selection == f"backend: {name} (EDGEVID_CPU_BACKEND)"
+    monkeypatch.setenv("EDGEVID_CPU_BACKEND", "tflite")
+    with pytest.raises(ModelError, match="EDGEVID_CPU_BACKEND='tflite'"):
+        load_backend(model)
+
+
+def test_precision_hint_picks_openvino_and_is_refused_elsewhere(tiny_onnx):
+    assert load_backend(tiny_onnx, precision="fp32").name == "openvino[CPU,fp32]"
+    with pytest.raises(ModelError, match="--device openvino"):
+        load_backend(tiny_onnx, "cpu", precision="bf16")
+    with pytest.raises(ModelError, match="unknown precision"):
+        load_backend(tiny_onnx, precision="int4")
+
+
+def test_forced_bf16_on_a_cpu_without_bf16_is_refused():
+    import openvino as ov
+
+    from edgevid.runtime.backends.openvino import CpuInfo, cpu_info, resolve_precision
+
+    real = cpu_info(ov.Core())  # this CPU's real capabilities, then the same CPU minus BF16
+    no_bf16 = CpuInfo(real.name, tuple(c for c in real.capabilities if c != "BF16"))
+    with pytest.raises(ModelError, match=r"cannot run bf16 \(OpenVINO OPTIMIZATION_CAPABILITIES"):
+        resolve_precision("bf16", no_bf16)
+    assert resolve_precision("auto", no_bf16) == "fp32"  # auto falls back, stated in the name
+    assert resolve_precision("auto", real) == ("bf16" if "BF16" in real.capabilities else "fp32")
+
+
+BLOCK_OPENVINO = "import sys, runpy; sys.modules['openvino'] = None; "
+
+
+def test_missing_openvino_is_one_clear_line(tiny_onnx, media_dir):
+    main = BLOCK_OPENVINO + "runpy.run_module('edgevid', run_name='__main__')"
+    cmd = [sys.executable, "-c", main, "run", "-s", str(media_dir / "carphone_pristine.mp4"),
+           "-m", str(tiny_onnx), "--device", "openvino", "--max-frames", "16", "-q"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode != 0 and p.stdout == ""
+    [line] = p.stderr.strip().splitlines()  # one line, no traceback
+    assert "'openvino' is needed for the OpenVINO backend" in line
+    assert "pip install 'edgevid[openvino]'" in line
+    # --device auto without openvino: ONNX Runtime, nothing to choose from
+    code = BLOCK_OPENVINO + (
+        "from edgevid.runtime.backends import load_backend; "
+        f"b = load_backend({str(tiny_onnx)!r}); print(b.name, '|', b.selection)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV,
+                       timeout=120)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert (
+        p.stdout.strip()
+        == "onnxruntime[CPUExecutionProvider] | backend: onnxruntime (only candidate)"
+    )
+
+
+def test_run_with_openvino_end_to_end_without_torch(tiny_onnx, media_dir):
+    """The runtime streams a real clip through OpenVINO and never imports torch."""
+    code = (
+        "import sys\n"
+        "from edgevid.runtime.classifier import Classifier\n"
+        "from edgevid.runtime.stream import stream\n"
+        f"clf = Classifier({str(tiny_onnx)!r}, device='openvino')\n"
+        f"results = list(stream({str(media_dir / 'bikes.mp4')!r}, clf, max_frames=40))\n"
+        "assert results and all(0 <= r.score <= 1 for r in results), results\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"
+        "print(len(results), bad)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV,
+                       timeout=120)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[1:] == ["[]"]
+
+
+def test_cli_run_prints_the_auto_choice_once(tiny_onnx, media_dir, tmp_path):
+    model = tmp_path / tiny_onnx.name
+    model.write_bytes(tiny_onnx.read_bytes())
+    cmd = [sys.executable, "-m", "edgevid", "run", "-s", str(media_dir / "bikes.mp4"),
+           "-m", str(model), "--max-frames", "24"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.startswith("backend: ")]
+    assert len(lines) == 1 and "(measured: " in lines[0]
+    assert [json.loads(line)["label"] for line in p.stdout.splitlines()]
