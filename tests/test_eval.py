@@ -96,7 +96,10 @@ def test_cli_eval_on_a_folder_of_videos(tiny_checkpoint, synth_root, tmp_path):
     [
         (["eval", "--model", "{missing}", "--data", "{data}"], "no such model"),
         (["eval", "--model", "{ckpt}", "--data", "{unknown}"], "not among the model's labels"),
-        (["eval", "--model", "{ckpt}", "--data", "{data}", "--split", "nope"], "no split"),
+        (
+            ["eval", "--model", "{ckpt}", "--data", "{data}", "--split", "nope"],
+            "'nope' is not one of",
+        ),
         (["train", "--variant", "tiny-prune8"], "needs --data ROOT and --out"),
         (["train", "--variant", "nope", "--data", "{data}", "--out", "{new}"], "unknown variant"),
         (["train", "--resume", "{missing}"], "not a training run"),

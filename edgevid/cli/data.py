@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
 
 from edgevid.errors import DataError
+
+
+class _Ratios(click.ParamType):
+    """--ratios train,val,test: three non-negative fractions summing to 1, train above 0."""
+
+    name = "TRAIN,VAL,TEST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            r = tuple(float(v) for v in str(value).split(","))
+        except ValueError:
+            r = ()
+        if len(r) != 3 or not all(math.isfinite(v) for v in r):
+            self.fail(f"must be three numbers like 0.8,0.1,0.1, got {value!r}", param, ctx)
+        if any(v < 0 for v in r) or abs(sum(r) - 1) > 1e-6:
+            self.fail(f"must be non-negative and sum to 1, got {value!r}", param, ctx)
+        if r[0] <= 0:
+            self.fail(f"the train fraction must be above 0, got {value!r}", param, ctx)
+        return r
+
+
+RATIOS = _Ratios()
 
 
 @click.group("data")
@@ -17,11 +42,15 @@ def data() -> None:
 
 @data.command("synth")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--classes", default=5, show_default=True, help="Number of motion classes (2-8).")
-@click.option("--clips-per-class", default=20, show_default=True, help="Clips per class.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--classes", type=click.IntRange(2, 8), default=5, show_default=True,
+              help="Number of motion classes.")  # fmt: skip
+@click.option("--clips-per-class", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Clips per class.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed.")  # fmt: skip
 @click.option("--size", default="80x64", show_default=True, help="Frame size WxH.")
-@click.option("--fps", default=15.0, show_default=True, help="Frame rate of the files.")
+@click.option("--fps", type=click.FloatRange(min=1, max=240), default=15.0, show_default=True,
+              help="Frame rate of the files.")  # fmt: skip
 @click.option(
     "--clips-per-group",
     default=1,
@@ -63,17 +92,30 @@ def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, f
     default=None,
     help="Manifest path [default: ROOT/manifest.json].",
 )
-@click.option("--seed", default=0, show_default=True, help="Random seed of the split.")
-@click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,val,test.")
-def split(root: Path, out: Path | None, seed: int, ratios: str) -> None:
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed of the split.")  # fmt: skip
+@click.option("--ratios", type=RATIOS, default="0.8,0.1,0.1", show_default=True,
+              help="train,val,test fractions summing to 1 (train > 0).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an existing manifest.")
+def split(
+    root: Path, out: Path | None, seed: int, ratios: tuple[float, float, float], force: bool
+) -> None:
     """Split ROOT into train/val/test and write the JSON manifest every stage reads.
 
-    UCF101-named clips (v_<Class>_gGG_cCC) keep whole groups on one side.
+    UCF101-named clips (v_<Class>_gGG_cCC) keep whole groups on one side. A split that
+    cannot follow the ratios (too few groups per class) says what it got and why.
     """
-    from edgevid.train.folders import split_dataset
+    from edgevid.train.folders import split_dataset, split_warnings
 
-    m = split_dataset(root, ratios=_parse_ratios(ratios), seed=seed)
-    path = m.save(out or root / "manifest.json")
+    target = out or root / "manifest.json"
+    if target.exists() and not force:
+        raise DataError(
+            f"{target}: a manifest exists (runs may rely on its split); --force to replace it"
+        )
+    m = split_dataset(root, ratios=ratios, seed=seed)
+    for warning in split_warnings(m):
+        click.echo(f"edgevid: warning: {warning}", err=True)
+    path = m.save(target)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in m.splits.items())
     click.echo(f"{path}: {len(m.classes)} classes, {sizes} (grouping: {m.grouping})")
     if m.extra.get("unreadable"):
@@ -122,18 +164,6 @@ def _parse_size(size: str) -> tuple[int, int]:
     if w < 16 or h < 16:
         raise DataError(f"--size must be at least 16x16, got {size!r}")
     return w, h
-
-
-def _parse_ratios(ratios: str) -> tuple[float, float, float]:
-    try:
-        r = tuple(float(v) for v in ratios.split(","))
-    except ValueError:
-        raise DataError(
-            f"--ratios must be three numbers like 0.8,0.1,0.1, got {ratios!r}"
-        ) from None
-    if len(r) != 3:
-        raise DataError(f"--ratios must be three numbers like 0.8,0.1,0.1, got {ratios!r}")
-    return r  # type: ignore[return-value]
 
 
 COMMANDS = [data]

@@ -23,9 +23,15 @@ from edgevid.errors import require
     help="Your dataset ROOT/<Class>/*.mp4 instead of the synthetic one.",
 )
 @click.option("--weights", help="Kinetics-400 TimeSformer (local folder or hub id): full size.")
-@click.option("--epochs", type=int, help="Training epochs [default: 30 tiny, 50 full size].")
 @click.option(
-    "--clips-per-class", default=80, show_default=True, help="Size of the synthetic dataset."
+    "--epochs", type=click.IntRange(min=1), help="Training epochs [default: 30 tiny, 50 full size]."
+)
+@click.option(
+    "--clips-per-class",
+    type=click.IntRange(min=2),
+    default=80,
+    show_default=True,
+    help="Size of the synthetic dataset.",
 )
 @click.option(
     "--media",

@@ -19,7 +19,8 @@ from edgevid.errors import require
 @click.option(
     "--int8",
     type=click.Choice(["static", "dynamic"]),
-    help="Also write an INT8 graph: static Q/DQ (TensorRT, needs --calib-data) or dynamic (CPU).",
+    help="Also write an INT8 graph: static Q/DQ (TensorRT, calibrated on --calib-data, "
+    "default: the checkpoint run's split) or dynamic (CPU).",
 )
 @click.option("--calib-data", type=click.Path(), help="Dataset folder or manifest to calibrate on.")
 @click.option(
@@ -30,9 +31,19 @@ from edgevid.errors import require
     help="How INT8 activation ranges are chosen from the calibration clips.",
 )
 @click.option(
-    "--calib-clips", type=int, default=32, show_default=True, help="Clips, class-balanced."
+    "--calib-clips",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Clips, class-balanced.",
 )
-@click.option("--opset", type=int, default=17, show_default=True, help="16 for TensorRT 8.5.")
+@click.option(
+    "--opset",
+    type=click.Choice(["16", "17", "18"]),
+    default="17",
+    show_default=True,
+    help="16 for TensorRT 8.5.",
+)
 @click.option("--raw-input", is_flag=True, help="Graph takes uint8 (B,T,H,W,3) RGB frames.")
 @click.option(
     "--exporter",
@@ -44,13 +55,23 @@ from edgevid.errors import require
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch.")
 @click.option("--data", type=click.Path(), help="Labelled dataset: verify on its test split.")
 @click.option("--clips", type=click.Path(), help="Folder of videos to verify on.")
-@click.option("--verify-clips", type=int, default=16, show_default=True, help="Clips to verify on.")
+@click.option(
+    "--verify-clips",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Clips to verify on.",
+)
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine per graph (needs a GPU).")
 @click.option("--batch", default="1:1:8", show_default=True, help="MIN:OPT:MAX batch (engine).")
 @click.option(
-    "--workspace-mb", type=int, default=2048, show_default=True, help="TensorRT workspace."
+    "--workspace-mb",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="TensorRT workspace.",
 )
-@click.option("--dla-core", type=int, help="Jetson DLA core for the engines.")
+@click.option("--dla-core", type=click.IntRange(min=0), help="Jetson DLA core for the engines.")
 @click.option("--triton", type=click.Path(), help="Write a Triton model repository here.")
 def export(**opts) -> None:
     """Export a model to ONNX graphs, verify them against PyTorch, optionally build engines.
@@ -71,11 +92,16 @@ def export(**opts) -> None:
     Runtime and compared with PyTorch (max/mean logit error, cosine, top-1 agreement,
     accuracy with --data); the export fails, leaving no files, beyond tolerance.
     """
-    require("torch", "train", "edgevid export")
-    from edgevid.export.pipeline import ExportConfig, export_model, parse_batch
+    from edgevid.export.pipeline import ExportConfig, default_calib_data, parse_batch
 
     opts["batch"] = parse_batch(opts["batch"])
+    opts["opset"] = int(opts["opset"])
     cfg = ExportConfig(**opts)
+    if cfg.int8 == "static" and not cfg.calib_data:  # before the slow imports and loading
+        cfg.calib_data = default_calib_data(cfg)
+    require("torch", "train", "edgevid export")
+    from edgevid.export.pipeline import export_model
+
     result = export_model(cfg, log=click.echo)
     for path in [*result.graphs, *result.engines, *result.triton]:
         click.echo(f"wrote {path}")

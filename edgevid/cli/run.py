@@ -18,6 +18,7 @@ DEVICE_HELP = (
     "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."
 )
 PRECISION_HELP = "OpenVINO inference precision [default: auto = bf16 where the CPU has it]."
+POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 @click.command("run")
@@ -50,9 +51,9 @@ PRECISION_HELP = "OpenVINO inference precision [default: auto = bf16 where the C
 @click.option("--realtime", is_flag=True, help="Pace files at their fps, like a camera.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Stop each stream after N frames.")  # fmt: skip
-@click.option("--reconnect-timeout", default=10.0, show_default=True,
+@click.option("--reconnect-timeout", default=10.0, type=click.FloatRange(min=0), show_default=True,
               help="Seconds to keep reconnecting a lost live stream before failing.")  # fmt: skip
-@click.option("--timeout", default=5.0, show_default=True,
+@click.option("--timeout", default=5.0, type=POSITIVE, show_default=True,
               help="Network stream open/read timeout in seconds.")  # fmt: skip
 @click.option("--queue-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Frames buffered per live source before the oldest is dropped.")  # fmt: skip
@@ -124,9 +125,10 @@ def _print_json(result) -> None:
               help="One inference every K frames.")  # fmt: skip
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Stop after N frames per model.")  # fmt: skip
-@click.option("--target-fps", default=30.0, show_default=True, help="Camera rate to keep up with.")
+@click.option("--target-fps", default=30.0, show_default=True, type=POSITIVE,
+              help="Camera rate to keep up with.")  # fmt: skip
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU inference threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON to FILE.")  # fmt: skip
 def bench(
@@ -162,7 +164,11 @@ def bench(
             )  # fmt: skip
     click.echo(format_table(rows))
     if json_path is not None:
-        write_json(json_path, rows)
+        try:
+            write_json(json_path, rows)
+        except OSError:  # the results are not lost with the file: they go to stdout
+            click.echo(json.dumps(rows, indent=2))
+            raise
         click.echo(f"wrote {json_path}", err=True)
 
 

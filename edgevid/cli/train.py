@@ -12,6 +12,24 @@ from edgevid.errors import DataError, require
 PATH = click.Path(path_type=Path)
 
 
+class _Unfreeze(click.ParamType):
+    """--unfreeze: N >= 1 blocks, or -1 for every parameter (shown in --help)."""
+
+    name = "N>=1|-1"
+
+    def convert(self, value, param, ctx):
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if n == 0 or n < -1:
+            self.fail(f"{n} is not >= 1 (blocks) or -1 (all)", param, ctx)
+        return n
+
+
+UNFREEZE = _Unfreeze()
+
+
 def _need_torch(what: str) -> None:
     require("torch", "train", what)
     require("transformers", "train", what)
@@ -39,36 +57,64 @@ def _manifest(data: Path):
 @click.option(
     "--zero-shot", is_flag=True, help="Start the new head from the matching Kinetics-400 classes."
 )
-@click.option("--epochs", type=int, help="Epochs [default: 50 fine-tuning, 80 from scratch].")
-@click.option("--lr", type=float, help="Peak learning rate [default: 1e-4 / 1e-3 from scratch].")
-@click.option("--batch-size", default=8, show_default=True, help="Clips per step (per GPU).")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs [default: 50 fine-tuning, 80 from scratch].",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate [default: 1e-4 / 1e-3 from scratch].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Clips per step (per GPU).",
+)
 @click.option(
     "--unfreeze",
-    type=int,
+    type=UNFREEZE,
     help="Train the last N encoder blocks + head; -1: all [default: 1 / -1 scratch].",
 )
 @click.option("--no-augment", is_flag=True, help="Uniform sampling, center crop (enables caching).")
 @click.option(
     "--hflip",
+    type=click.FloatRange(0, 1),
     default=0.0,
     show_default=True,
     help="Horizontal flip probability (keep 0 if direction is part of the label).",
 )
-@click.option("--label-smoothing", default=0.1, show_default=True)
+@click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Cross-entropy label smoothing.",
+)
 @click.option(
     "--shuffle-frames",
     is_flag=True,
     help="Control experiment: shuffle frame order (train and test).",
 )
 @click.option("--no-cache", is_flag=True, help="Never cache the frozen backbone's outputs.")
-@click.option("--workers", default=0, show_default=True, help="Decoding worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Decoding worker processes.",
+)
 @click.option(
     "--save-every",
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Also save last/ every N steps (0: each epoch).",
 )
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed.")
 @click.option("--out", type=PATH, help="Run folder to create (RUN_DIR).")
 @click.option("--resume", type=PATH, help="Continue the run in this RUN_DIR where it stopped.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -153,7 +199,9 @@ def train(
 @click.command("prune")
 @click.option("--checkpoint", type=PATH, required=True, help="Trained checkpoint (RUN_DIR/best).")
 @click.option("--variant", help="prune2 | prune4 | prune6 | prune8: drop that many layers.")
-@click.option("--keep", type=int, help="Encoder layers to keep (instead of --variant).")
+@click.option(
+    "--keep", type=click.IntRange(min=1), help="Encoder layers to keep (instead of --variant)."
+)
 @click.option(
     "--strategy",
     type=click.Choice(["importance", "last"]),
@@ -166,14 +214,33 @@ def train(
 )
 @click.option(
     "--recover-epochs",
+    type=click.IntRange(min=0),
     default=3,
     show_default=True,
     help="Recovery fine-tuning epochs with distillation (0: none).",
 )
-@click.option("--lr", default=1e-4, show_default=True, help="Recovery learning rate.")
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--kd-alpha", default=0.5, show_default=True, help="Weight of the KL term.")
-@click.option("--kd-temperature", default=2.0, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-4,
+    show_default=True,
+    help="Recovery LR.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--kd-alpha",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Weight of the KL term.",
+)
+@click.option(
+    "--kd-temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Softmax temperature of teacher and student.",
+)
 @click.option("--no-augment", is_flag=True, help="Recovery without augmentation.")
 @click.option("--sweep", is_flag=True, help="Every depth: table (md, json) and trade-off plot.")
 @click.option("--out", type=PATH, required=True, help="Output folder.")
@@ -285,9 +352,15 @@ def _dropped(variant: str) -> int:
     required=True,
     help="Dataset/manifest (uses --split), or any folder <ClassName>/*.mp4.",
 )
-@click.option("--split", default="test", show_default=True, help="Manifest split.")
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    default="test",
+    show_default=True,
+    help="Manifest split.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", type=PATH, help="Write report.json and confusion_matrix.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:

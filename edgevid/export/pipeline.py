@@ -9,6 +9,7 @@ every stage (verification included) has passed, so a failed export leaves no fil
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -90,7 +91,7 @@ def check_config(cfg: ExportConfig) -> None:
     if cfg.int8 not in (None, *INT8_MODES):
         raise ExportError(f"--int8 must be static or dynamic, got {cfg.int8!r}")
     if cfg.int8 == "static" and not cfg.calib_data:
-        raise ExportError("--int8 static needs calibration clips: --calib-data DATASET_ROOT")
+        cfg.calib_data = default_calib_data(cfg)
     if cfg.calib_method not in CALIB_METHODS:
         raise ExportError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
     if cfg.calib_clips < 1 or cfg.verify_clips < 1:
@@ -99,6 +100,52 @@ def check_config(cfg: ExportConfig) -> None:
         from edgevid.export.trt import load_tensorrt
 
         load_tensorrt()  # a missing TensorRT is reported now, not after the export
+
+
+def default_calib_data(cfg: ExportConfig) -> str:
+    """--int8 static without --calib-data: the checkpoint's own run split, else a clear error.
+
+    Cheap (no model is loaded), so the CLI calls it before anything slow.
+    """
+    if cfg.checkpoint:
+        manifest = Path(cfg.checkpoint).parent / "manifest.json"
+        if manifest.is_file():
+            return str(manifest)
+        raise ExportError(
+            f"--int8 static needs calibration clips and {cfg.checkpoint} has no run manifest "
+            "beside it: --calib-data DATASET_ROOT"
+        )
+    raise ExportError("--int8 static needs calibration clips: --calib-data DATASET_ROOT")
+
+
+def model_source(cfg: ExportConfig) -> str:
+    """What a graph was exported from, recorded in its metadata (``extra["source"]``)."""
+    if cfg.checkpoint:
+        return f"checkpoint {Path(cfg.checkpoint).resolve()}"
+    weights = "random" if cfg.random_init else (cfg.weights or "pretrained")
+    return f"variant {cfg.variant} ({weights})"
+
+
+def check_collision(out: Path, stem: str, source: str) -> None:
+    """Refuse to replace ``out/<stem>.onnx`` exported from another model.
+
+    Names follow the variant, so two checkpoints of one variant would silently overwrite each
+    other in one --out; re-exporting the same model replaces its files.
+    """
+    from edgevid.export.onnx_io import read_metadata
+
+    graph = out / f"{stem}.onnx"
+    if not graph.exists():
+        return
+    try:
+        theirs = read_metadata(graph).extra.get("source")
+    except (ModelError, ExportError):
+        theirs = None
+    if theirs != source:
+        raise ExportError(
+            f"{graph} exists and was exported from {theirs or 'an unknown model'}, not "
+            f"{source}; choose another --out or remove it"
+        )
 
 
 def load_model(cfg: ExportConfig):
@@ -169,16 +216,36 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     """Run every requested stage; on success the artefacts are in ``cfg.out``."""
     require("onnx", "export", "ONNX export")
     check_config(cfg)
-    model, meta = load_model(cfg)
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
+    log("loading the model")
+    model, meta = load_model(cfg)
+    source = model_source(cfg)
+    meta = meta.replace(extra={**meta.extra, "source": source})
+    check_collision(out, meta.variant + ("-u8" if cfg.raw_input else ""), source)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     _remove_dead_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         result = _run_stages(cfg, model, meta, staging, log)
         return _publish(result, staging, out, Path(cfg.triton) if cfg.triton else None)
+    except OSError as e:
+        raise _named_in(e, staging, out) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed export leaves no folder it made either
+
+
+def _named_in(e: OSError, staging: Path, out: Path) -> OSError:
+    """An OSError about a staging file, renamed to the file it was to become in ``out``."""
+    name = str(e.filename or "")
+    if e.errno is None or not name.startswith(str(staging)):
+        return e
+    target = out / Path(name).relative_to(staging) if name != str(staging) else out
+    return OSError(e.errno, e.strerror, str(target))
 
 
 def _remove_dead_staging(out: Path) -> None:

@@ -203,6 +203,35 @@ def split_dataset(
     )
 
 
+def split_warnings(m: Manifest, tolerance: float = 0.05) -> list[str]:
+    """What a split got, where it is not what was asked, and why; [] when it is close.
+
+    Groups stay whole and each class gives val and test at least one group, so with few
+    groups per class the fractions can be far from the requested ones.
+    """
+    total = sum(len(v) for v in m.splits.values())
+    if total == 0:
+        return []
+    got = [len(m.splits[s]) / total for s in SPLITS]
+    warnings = [
+        f"the {s} split is empty (ratio 0): "
+        + ("training keeps the last epoch" if s == "val" else "no test accuracy is reported")
+        for s, r in zip(SPLITS, m.ratios, strict=True)
+        if r == 0 and s != "train"
+    ]
+    if max(abs(g - r) for g, r in zip(got, m.ratios, strict=True)) > tolerance:
+        groups = len({smp.group for v in m.splits.values() for smp in v})
+        per_class = groups / max(1, len(m.classes))
+        pct = "/".join(f"{100 * v:.0f}" for v in got)
+        asked = "/".join(f"{100 * v:.0f}" for v in m.ratios)
+        warnings.append(
+            f"split is {pct} (train/val/test) for the requested {asked}: {per_class:.1f} "
+            f"groups per class ({m.grouping} grouping) are too few to split finer, since a "
+            "group stays whole and val and test get at least one group of each class"
+        )
+    return warnings
+
+
 def load_or_split(
     data: str | os.PathLike, *, seed: int = 0, manifest_name: str = "manifest.json"
 ) -> Manifest:

@@ -175,6 +175,11 @@ class Trainer:
         state: dict[str, Any] | None = None,
     ) -> None:
         self.cfg, self.manifest, self.run_dir = cfg, manifest, Path(run_dir)
+        if len(manifest.classes) < 2:
+            raise DataError(
+                f"{manifest.root}: {len(manifest.classes)} class ({', '.join(manifest.classes)}); "
+                "a classifier needs at least 2 classes (one folder per class)"
+            )
         self.progress = progress
         self.acc = make_accelerator(cfg.mixed_precision)
         seed_everything(cfg.seed)
