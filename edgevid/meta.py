@@ -16,6 +16,7 @@ from typing import Any
 from edgevid import __version__
 from edgevid._atomic import write_json
 from edgevid.errors import MetadataError
+from edgevid.schema import above, at_least, between, each, non_empty, one_of, unique, validate
 
 META_FILENAME = "edgevid.json"  # beside a checkpoint
 ONNX_META_KEY = "edgevid"  # metadata_props key inside an ONNX graph
@@ -23,6 +24,10 @@ ONNX_META_KEY = "edgevid"  # metadata_props key inside an ONNX graph
 # Kinetics-400 TimeSformer (facebook/timesformer-base-finetuned-k400) preprocessing constants.
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-static", "int8-dynamic")  # what a graph holds
+INPUT_FORMATS = ("float", "uint8")  # (B,T,3,H,W) normalised float | (B,T,H,W,3) uint8 RGB
+SAMPLING_MODES = ("uniform", "jittered", "strided", "random-stride")
 
 
 @dataclass
@@ -34,6 +39,16 @@ class Sampling:
     clip_seconds: float | None = None  # typical clip duration in the training data
     frame_stride: int = 1  # equivalent fixed stride (frames at `fps`) for streaming
     fps: float | None = None  # typical frame rate of the training data
+
+    # The file schema (edgevid.schema): value rules, and fields a file must carry.
+    CONSTRAINTS = {
+        "num_frames": at_least(1),
+        "mode": one_of(*SAMPLING_MODES),
+        "clip_seconds": above(0),
+        "frame_stride": at_least(1),
+        "fps": above(0),
+    }
+    REQUIRED = ("num_frames", "mode")
 
     def stream_stride(self, stream_fps: float | None) -> int:
         """Frames to skip between buffered frames so T frames span one training clip."""
@@ -59,6 +74,22 @@ class ModelMeta:
     input_format: str = "float"  # "float": (B,T,3,H,W) normalised; "uint8": (B,T,H,W,3) RGB
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific records (calibration…)
     edgevid_version: str = __version__
+
+    # The file schema (edgevid.schema): what a sidecar / edgevid.json / embedded blob must hold.
+    CONSTRAINTS = {
+        "labels": (non_empty, unique, each(lambda v: None if v.strip() else "has an empty label")),
+        "variant": non_empty,
+        "num_frames": between(1, 1024),
+        "image_size": between(8, 8192),
+        "mean": between(0, 1),
+        "std": between(1e-6, 1),
+        "num_layers": at_least(1),
+        "kept_layers": each(at_least(0)),
+        "precision": one_of(*PRECISIONS),
+        "input_format": one_of(*INPUT_FORMATS),
+    }
+    REQUIRED = ("variant", "num_frames", "image_size", "mean", "std", "sampling", "precision",
+                "input_format")  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -99,10 +130,17 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> ModelMeta:
+        """Metadata from a file or a graph: validated strictly (every field, its type and
+        range), every problem named on one line."""
         try:
-            return cls.from_dict(json.loads(text))
+            d = json.loads(text)
         except json.JSONDecodeError as e:
             raise MetadataError(f"{source}: not valid JSON ({e.msg})") from e
+        try:
+            validate(cls, d, f"{source}: invalid model metadata")
+        except ValueError as e:
+            raise MetadataError(str(e)) from None
+        return cls.from_dict(d)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (a file, or a folder that gets ``edgevid.json``), atomically."""

@@ -24,6 +24,7 @@ import numpy as np
 from edgevid._atomic import write_json
 from edgevid.errors import DataError, VideoError
 from edgevid.runtime.video import is_video_file, probe_video
+from edgevid.schema import at_least, between, non_empty, unique, validate
 
 SPLITS = ("train", "val", "test")
 MANIFEST_VERSION = 1
@@ -36,6 +37,9 @@ class Sample:
     label: int  # index into Manifest.classes
     group: str  # clips of one group never straddle splits
 
+    # The file schema (edgevid.schema): a path inside the dataset root, a label index.
+    CONSTRAINTS = {"path": lambda p: _inside_root(p), "label": at_least(0)}
+
 
 @dataclass
 class Manifest:
@@ -46,6 +50,14 @@ class Manifest:
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test fractions
     grouping: str = "none"  # "ucf101" when group-aware, else "none"
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. clip statistics
+
+    # The file schema (edgevid.schema): what a manifest.json must hold.
+    CONSTRAINTS = {
+        "classes": (non_empty, unique),
+        "splits": lambda d: None if set(d) <= set(SPLITS) else f"keys must be among {SPLITS}",
+        "ratios": between(0, 1),
+    }
+    REQUIRED = ("root", "classes", "splits")
 
     def paths(self, split: str) -> list[Path]:
         return [Path(self.root) / s.path for s in self.splits[split]]
@@ -94,10 +106,31 @@ class Manifest:
             raise DataError(f"{path}: manifest is not valid JSON ({e.msg})") from e
         except UnicodeDecodeError:
             raise DataError(f"{path}: not a manifest (binary file)") from None
+        try:
+            validate(cls, d, f"{path}: invalid manifest")
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        last = len(d["classes"]) - 1
+        bad = [
+            f"splits.{k}[{i}].label: {smp['label']} is not a class index (0..{last})"
+            for k, v in d["splits"].items()
+            for i, smp in enumerate(v)
+            if smp["label"] >= len(d["classes"])
+        ]
+        if bad:
+            raise DataError(f"{path}: invalid manifest: {'; '.join(bad[:5])}")
         m = cls.from_dict(d)
         if not Path(m.root).is_absolute():  # relative roots are relative to the manifest
             m.root = str((path.parent / m.root).resolve())
         return m
+
+
+def _inside_root(path: str) -> str | None:
+    """A sample path must stay inside the dataset root (no absolute path, no '..')."""
+    p = Path(path)
+    if not path or p.is_absolute() or ".." in p.parts:
+        return f"must be a path inside the dataset root, got {path!r}"
+    return None
 
 
 def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[Path, int]]]:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from edgevid._atomic import write_json
 from edgevid.errors import DataError, ModelError
 from edgevid.meta import ModelMeta, Sampling
+from edgevid.schema import validate
 from edgevid.train.build import build_model
 from edgevid.train.checkpoint import (
     load_checkpoint,
@@ -254,7 +255,12 @@ class Trainer:
         cfg_path = run_dir / "config.json"
         if not cfg_path.is_file():
             raise DataError(f"{run_dir}: not a training run (no config.json) to resume")
-        cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+        try:
+            raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+            validate(TrainConfig, raw, f"{cfg_path}: invalid run config", required=("variant",))
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            raise DataError(str(e) if run_dir.name in str(e) else f"{cfg_path}: {e}") from None
+        cfg = TrainConfig.from_dict(raw)
         manifest = Manifest.load(run_dir / "manifest.json")
         state = load_training_state(run_dir / "last")
         model, _ = load_checkpoint(run_dir / "last")
