@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -31,8 +32,14 @@ def test_onnx_model_folder_matches_the_graph(tiny_onnx, tmp_path):
     assert ModelMeta.load(folder / "edgevid.json") == meta
     config = (folder / "config.pbtxt").read_text()
     assert field(config, "name") == "tiny-prune8"
-    assert field(config, "platform") == "onnxruntime_onnx"
+    assert field(config, "backend") == "onnxruntime" and "platform:" not in config
     assert field(config, "max_batch_size") == "8"
+    # the metadata travels in the config, where a triton:// client reads it back
+    from edgevid.runtime.backends.triton import meta_from_config, parse_uri
+
+    value = re.search(r'string_value: ("(?:[^"\\]|\\.)*")', config).group(1)
+    param = {"parameters": {"edgevid": {"string_value": json.loads(value)}}}
+    assert meta_from_config(parse_uri("triton://h/m"), param) == meta
     assert "dynamic_batching" in config and "preferred_batch_size: [ 4, 8 ]" in config
 
     # the declared input/output are what ONNX Runtime sees, minus the batch dimension
@@ -52,7 +59,7 @@ def test_uint8_graph_and_engine_entries(tiny_onnx, tmp_path):
     folder = add_model(tmp_path / "repo", engine, max_batch_size=4)
     assert folder.name == "tiny-fp16-trt"
     config = (folder / "config.pbtxt").read_text()
-    assert field(config, "platform") == "tensorrt_plan"
+    assert field(config, "backend") == "tensorrt"
     assert (folder / "1" / "model.plan").read_bytes() == b"serialized engine"
     s = meta.image_size
     assert "TYPE_UINT8" in config and f"dims: [ {meta.num_frames}, {s}, {s}, 3 ]" in config
@@ -65,3 +72,35 @@ def test_bad_entries_are_refused(tiny_onnx, tmp_path):
     with pytest.raises(ExportError, match="max batch size"):
         add_model(tmp_path / "repo", tiny_onnx, max_batch_size=0)
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_max_batch_size_follows_the_batch_and_the_engine(tiny_onnx, tmp_path):
+    """--triton takes max_batch_size from --batch MAX; an engine built for a max batch of 4
+    defaults to 4 and is never declared bigger (Triton would refuse to load it)."""
+    from edgevid.export.triton import write_repository
+
+    (folder,) = write_repository(tmp_path / "a", [tiny_onnx], max_batch_size=4)
+    assert field((folder / "config.pbtxt").read_text(), "max_batch_size") == "4"
+    assert "preferred_batch_size: [ 2, 4 ]" in (folder / "config.pbtxt").read_text()
+    meta = read_metadata(tiny_onnx)
+    engine = tmp_path / "tiny-trt.engine"
+    engine.write_bytes(b"serialized engine")
+    meta.replace(extra={"engine": {"batch": [1, 2, 4]}}).save(sidecar_path(engine))
+    folder = add_model(tmp_path / "b", engine)
+    assert field((folder / "config.pbtxt").read_text(), "max_batch_size") == "4"
+    with pytest.raises(ExportError, match="takes batches up to 4, not 8"):
+        add_model(tmp_path / "c", engine, max_batch_size=8)
+
+
+def test_uri_parsing():
+    from edgevid.errors import ModelError
+    from edgevid.runtime.backends.triton import parse_uri
+
+    u = parse_uri("triton://gpu-box/prune4")
+    assert (u.host, u.port, u.model, u.reconnect_s) == ("gpu-box", 8001, "prune4", 10.0)
+    u = parse_uri("triton://10.0.0.2:9001/prune4?reconnect=2.5&timeout=1")
+    assert (u.address, u.reconnect_s, u.timeout_s) == ("10.0.0.2:9001", 2.5, 1.0)
+    assert str(u) == "triton://10.0.0.2:9001/prune4"
+    for bad in ("triton://host", "triton://host:x/m", "triton://h/m?retries=3", "triton://h/a/b"):
+        with pytest.raises(ModelError, match="triton://"):
+            parse_uri(bad)

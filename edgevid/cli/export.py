@@ -63,7 +63,12 @@ from edgevid.errors import require
     help="Clips to verify on.",
 )
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine per graph (needs a GPU).")
-@click.option("--batch", default="1:1:8", show_default=True, help="MIN:OPT:MAX batch (engine).")
+@click.option(
+    "--batch",
+    default="1:1:8",
+    show_default=True,
+    help="MIN:OPT:MAX batch of the engines; MAX is also Triton's max_batch_size.",
+)
 @click.option(
     "--workspace-mb",
     type=click.IntRange(min=1),

@@ -28,9 +28,10 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     "or a GStreamer pipeline. Repeat for several streams (batched into one inference).",
 )  # fmt: skip
 @click.option(
-    "--model", "-m", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    "--model", "-m", required=True,
     help="Exported model: .onnx (ONNX Runtime or OpenVINO), .xml (OpenVINO IR) or "
-    ".engine/.plan (TensorRT).",
+    ".engine/.plan (TensorRT), or a model served by Triton: triton://HOST:PORT/MODEL "
+    "(gRPC port; pip install 'edgevid[triton]').",
 )  # fmt: skip
 @click.option("--every", default=8, show_default=True, type=click.IntRange(min=1),
               help="One inference every K frames.")  # fmt: skip
@@ -63,7 +64,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
-    sources: tuple[str, ...], model: Path, every: int, stride: int | None, smooth: str,
+    sources: tuple[str, ...], model: str, every: int, stride: int | None, smooth: str,
     threshold: float, top_k: int, json_path: Path | None, output: Path | None, show: bool,
     realtime: bool, max_frames: int | None, reconnect_timeout: float, timeout: float,
     queue_size: int, device: str, precision: str | None, threads: int | None, quiet: bool,
@@ -81,6 +82,7 @@ def run(
       edgevid run -s clip.mp4 -m prune8-int8.onnx --output annotated.mp4
       edgevid run -s rtsp://cam1/stream -s rtsp://cam2/stream -m prune4.engine --json out.jsonl
       edgevid run -s csi://0 -m prune4.engine --smooth mean:4 --threshold 0.5
+      edgevid run -s rtsp://cam3/stream -m triton://gpu-box:8001/prune4
     """
     from edgevid.runtime.capture import CaptureConfig
     from edgevid.runtime.classifier import Classifier
@@ -108,6 +110,7 @@ def run(
     finally:  # the summary comes even when a stream is lost mid-run
         if not quiet and (outcome is not None or streamer.stats.latency):
             click.echo(streamer.stats.format(), err=True)
+            click.echo(f"  model {model} on {clf.backend.name}", err=True)
     if not quiet:
         for path in outcome.written:
             click.echo(f"wrote {path}", err=True)

@@ -230,7 +230,8 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         result = _run_stages(cfg, model, meta, staging, log)
-        return _publish(result, staging, out, Path(cfg.triton) if cfg.triton else None)
+        triton = Path(cfg.triton) if cfg.triton else None
+        return _publish(result, staging, out, triton, max_batch=cfg.batch[2])
     except OSError as e:
         raise _named_in(e, staging, out) from e
     finally:
@@ -351,7 +352,9 @@ def _verify(cfg: ExportConfig, model, graphs: list[Path], log):
     return results, table
 
 
-def _publish(result: ExportResult, staging: Path, out: Path, triton: Path | None) -> ExportResult:
+def _publish(
+    result: ExportResult, staging: Path, out: Path, triton: Path | None, *, max_batch: int
+) -> ExportResult:
     """Move every artefact (and its sidecar) from staging into ``out``; then Triton."""
     moved: dict[Path, Path] = {}
     for path in [*result.graphs, *result.engines]:
@@ -364,7 +367,9 @@ def _publish(result: ExportResult, staging: Path, out: Path, triton: Path | None
     if triton is not None:
         from edgevid.export.triton import write_repository
 
-        result.triton = write_repository(triton, [*result.graphs, *result.engines])
+        result.triton = write_repository(
+            triton, [*result.graphs, *result.engines], max_batch_size=max_batch
+        )
     return result
 
 

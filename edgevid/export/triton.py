@@ -1,17 +1,21 @@
 """Exported graphs -> a Triton Inference Server model repository.
 
-    REPO/<name>/config.pbtxt       onnxruntime backend, dynamic batching
+    REPO/<name>/config.pbtxt       backend "onnxruntime", dynamic batching, the metadata
+                                   as the model parameter "edgevid" (JSON)
     REPO/<name>/1/model.onnx
     REPO/<name>/labels.txt         class names, so Triton can return them (classification)
     REPO/<name>/edgevid.json       the model metadata (preprocessing, sampling)
-    REPO/<name>-trt/...            the same for a TensorRT engine (platform tensorrt_plan)
+    REPO/<name>-trt/...            the same for a TensorRT engine (backend "tensorrt")
 
 Every camera's client sends one clip (T frames) per request; Triton batches requests from
-many cameras up to ``max_batch_size``. Each model folder is written atomically.
+many cameras up to ``max_batch_size`` (the MAX of ``--batch``; for an engine, never more than
+the engine's profile allows). ``edgevid run --model triton://HOST:PORT/<name>`` reads the
+metadata back from the served config. Each model folder is written atomically.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,13 +26,22 @@ from edgevid.errors import ExportError
 from edgevid.export.onnx_io import OUTPUT_NAME, input_name, read_metadata, sidecar_path
 from edgevid.meta import META_FILENAME, ModelMeta
 
-PLATFORMS = {
-    ".onnx": ("onnxruntime_onnx", "model.onnx"),
-    ".engine": ("tensorrt_plan", "model.plan"),
+# extension -> (Triton backend, file name in the version folder). `backend:` rather than the
+# legacy `platform:` (onnxruntime_onnx / tensorrt_plan), which Triton still accepts.
+BACKENDS = {
+    ".onnx": ("onnxruntime", "model.onnx"),
+    ".engine": ("tensorrt", "model.plan"),
 }
+META_PARAMETER = "edgevid"  # config.pbtxt parameter holding the ModelMeta JSON
+DEFAULT_MAX_BATCH = 8
 
 
-def model_config(name: str, meta: ModelMeta, platform: str, max_batch_size: int) -> str:
+def pbtxt_string(text: str) -> str:
+    """``text`` as a protobuf text-format string literal (quotes and backslashes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def model_config(name: str, meta: ModelMeta, backend: str, max_batch_size: int) -> str:
     """The config.pbtxt text for one model (batch dimension implicit: max_batch_size > 0)."""
     t, s = meta.num_frames, meta.image_size
     if meta.input_format == "uint8":
@@ -37,7 +50,7 @@ def model_config(name: str, meta: ModelMeta, platform: str, max_batch_size: int)
         dtype, dims = "TYPE_FP32", [t, 3, s, s]  # (T, 3, H, W)
     preferred = sorted({b for b in (max_batch_size // 2, max_batch_size) if b >= 1})
     return f"""name: "{name}"
-platform: "{platform}"
+backend: "{backend}"
 max_batch_size: {max_batch_size}
 input [
   {{
@@ -58,6 +71,10 @@ dynamic_batching {{
   preferred_batch_size: [ {", ".join(map(str, preferred))} ]
   max_queue_delay_microseconds: 5000
 }}
+parameters {{
+  key: "{META_PARAMETER}"
+  value {{ string_value: {pbtxt_string(json.dumps(meta.to_dict(), ensure_ascii=True))} }}
+}}
 """
 
 
@@ -66,19 +83,21 @@ def add_model(
     model_path: str | os.PathLike,
     *,
     name: str | None = None,
-    max_batch_size: int = 8,
+    max_batch_size: int | None = None,
 ) -> Path:
-    """Add an ONNX graph or a TensorRT engine (with its sidecar) to the repository ``repo``."""
+    """Add an ONNX graph or a TensorRT engine (with its sidecar) to the repository ``repo``.
+
+    ``max_batch_size`` defaults to the engine's profile maximum (8 for a graph); an engine
+    is never declared with more than its profile allows (Triton would refuse to load it)."""
     model_path = Path(model_path)
-    if model_path.suffix not in PLATFORMS:
+    if model_path.suffix not in BACKENDS:
         raise ExportError(f"{model_path}: Triton takes .onnx graphs or .engine files")
-    if max_batch_size < 1:
-        raise ExportError(f"max batch size must be at least 1, got {max_batch_size}")
     if model_path.suffix == ".onnx":
         meta = read_metadata(model_path)
     else:
         meta = ModelMeta.load(sidecar_path(model_path))
-    platform, filename = PLATFORMS[model_path.suffix]
+    max_batch_size = resolve_max_batch(model_path, meta, max_batch_size)
+    backend, filename = BACKENDS[model_path.suffix]
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", model_path.stem)
     if model_path.suffix == ".engine" and not name.endswith(("-trt", "_trt")):
         name = f"{name}-trt"  # never the same folder as the graph it was built from
@@ -86,14 +105,30 @@ def add_model(
     with atomic_dir(target) as tmp:
         (tmp / "1").mkdir()
         shutil.copyfile(model_path, tmp / "1" / filename)
-        (tmp / "config.pbtxt").write_text(model_config(name, meta, platform, max_batch_size))
+        (tmp / "config.pbtxt").write_text(model_config(name, meta, backend, max_batch_size))
         (tmp / "labels.txt").write_text("\n".join(meta.labels) + "\n")
         meta.save(tmp / META_FILENAME)
     return target
 
 
+def resolve_max_batch(model_path: Path, meta: ModelMeta, requested: int | None) -> int:
+    """The max_batch_size to declare: ``requested``, bounded by an engine's profile."""
+    is_engine = model_path.suffix == ".engine"
+    built = (meta.extra.get("engine") or {}).get("batch") if is_engine else None
+    engine_max = int(built[2]) if built else None
+    size = requested if requested is not None else (engine_max or DEFAULT_MAX_BATCH)
+    if size < 1:
+        raise ExportError(f"max batch size must be at least 1, got {size}")
+    if engine_max is not None and size > engine_max:
+        raise ExportError(
+            f"{model_path}: the engine takes batches up to {engine_max}, not {size}: "
+            f"rebuild it with --batch MIN:OPT:{size} or serve it with a smaller --batch"
+        )
+    return size
+
+
 def write_repository(
-    repo: str | os.PathLike, models: list[Path], *, max_batch_size: int = 8
+    repo: str | os.PathLike, models: list[Path], *, max_batch_size: int | None = None
 ) -> list[Path]:
     """Add every graph and engine in ``models`` to ``repo``; returns the model folders."""
     return [add_model(repo, m, max_batch_size=max_batch_size) for m in models]

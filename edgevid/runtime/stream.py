@@ -116,6 +116,7 @@ class Streamer:
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
         uris = [sources] if isinstance(sources, str | os.PathLike | int) else list(sources)
         self.stats = Stats()
+        self._backend_timed = False  # the backend's timings() merged into stats
         self._wake = threading.Event()  # set by any capture thread with a new frame
         self.lanes: list[_Lane] = []
         try:
@@ -228,6 +229,10 @@ class Streamer:
             lane.source.close()
             lane.counts.frames_dropped = lane.source.frames_dropped
             lane.counts.reconnects = lane.source.reconnects
+        if not self._backend_timed:  # a backend's own stages (e.g. network), once
+            self._backend_timed = True
+            for stage, seconds in self.classifier.backend.timings().items():
+                self.stats.stages[stage].extend(seconds)
         if self.stats.finished is None:
             self.stats.stop()
 

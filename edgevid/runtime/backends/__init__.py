@@ -5,6 +5,7 @@
                  whichever of the two measures faster for the graph (backends/choice.py)
 .xml             OpenVINO IR (edgevid export --openvino)
 .engine, .plan   native TensorRT (tensorrt + cuda-python, or pycuda)
+triton://H:P/M   a model served by a Triton Inference Server (tritonclient, gRPC)
 
 backend = load_backend("prune4.onnx", device="auto")
 logits = backend.run(x)          # x (B, T, 3, S, S) float32 or (B, T, S, S, 3) uint8
@@ -33,9 +34,28 @@ _BY_DEVICE = {"openvino": "edgevid.runtime.backends.openvino"}
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
 # OpenVINO inference precisions (edgevid.runtime.backends.openvino.PRECISIONS, lazily)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# URI scheme -> module of a remote backend (the "path" is the URI itself)
+_BY_SCHEME = {
+    "triton": "edgevid.runtime.backends.triton",
+}
+
+
+def uri_scheme(model: str | os.PathLike) -> str | None:
+    """``"triton"`` for ``triton://...``; None for a file path."""
+    text = str(model)
+    scheme, sep, _ = text.partition("://")
+    return scheme.lower() if sep and scheme.isalnum() else None
 
 
 def backend_class(path: str | os.PathLike) -> type[Backend]:
+    scheme = uri_scheme(path)
+    if scheme is not None:
+        if scheme not in _BY_SCHEME:
+            raise ModelError(
+                f"{path}: unknown model URI scheme {scheme!r}; edgevid serves from "
+                f"{', '.join(s + '://' for s in sorted(_BY_SCHEME))}"
+            )
+        return importlib.import_module(_BY_SCHEME[scheme]).BACKEND
     ext = Path(path).suffix.lower()
     if ext not in _BY_EXTENSION:
         raise ModelError(
@@ -56,11 +76,13 @@ def load_backend(
     ``precision`` is OpenVINO's inference precision (auto | fp32 | bf16 | fp16); giving one
     other than auto with ``device="auto"`` picks OpenVINO, the backend that takes it.
     """
+    if device not in DEVICES:
+        raise ModelError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    if uri_scheme(path) is not None:  # a served model: the server decides device/precision
+        return backend_class(path)(str(path), device=device, threads=threads)
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    if device not in DEVICES:
-        raise ModelError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
     if precision not in (None, *PRECISIONS):
         raise ModelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     hinted = precision not in (None, "auto")
@@ -88,4 +110,4 @@ def _open(module: str, path: Path, device: str, threads: int | None, **options) 
     return importlib.import_module(module).BACKEND(path, device=device, threads=threads, **options)
 
 
-__all__ = ["Backend", "DEVICES", "PRECISIONS", "backend_class", "load_backend"]
+__all__ = ["Backend", "DEVICES", "PRECISIONS", "backend_class", "load_backend", "uri_scheme"]

@@ -37,6 +37,11 @@ class Backend(abc.ABC):
             check_logits(self.path, self.meta, logits.shape)  # raises MetadataError
         return logits.astype(np.float32, copy=False)
 
+    def timings(self) -> dict[str, list[float]]:
+        """Extra stages for the run's summary (seconds per call), e.g. a remote backend's
+        network time; read once at the end of a run."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Free engine resources (device buffers...)."""
 

@@ -1,0 +1,215 @@
+"""The runtime as a client of a Triton Inference Server: ``triton://HOST:PORT/MODEL``.
+
+    backend = load_backend("triton://gpu-box:8001/prune4")
+    logits = backend.run(x)          # one gRPC request per call (split at max_batch_size)
+
+The model's metadata (labels, T, size, mean/std, input format) comes from the server: the
+``edgevid`` parameter of the model's config, which ``edgevid export --triton`` writes. The
+input/output names, data type and max_batch_size come from the same config. Many cameras
+(and many boxes) share the server's GPUs; Triton batches their requests.
+
+A lost server is treated like a lost live stream: requests are retried with exponential
+backoff for ``reconnect_s`` seconds (default 10; ``?reconnect=S`` in the URI), then the run
+fails with one line. Per request the round trip is timed; at the end the server's own time
+per request (queue + compute, from its statistics) is subtracted to give the ``network``
+stage of the summary (an estimate: the statistics are per model, shared by all clients).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from edgevid.errors import MetadataError, ModelError, require
+from edgevid.meta import ModelMeta
+from edgevid.runtime.backends.base import Backend
+from edgevid.runtime.model_file import check_io
+
+SCHEME = "triton"
+DEFAULT_PORT = 8001  # Triton's gRPC port
+META_PARAMETER = "edgevid"  # edgevid.export.triton.META_PARAMETER (no export import here)
+MAX_BACKOFF_S = 2.0  # longest wait between two reconnect attempts
+# gRPC status codes that mean "the server is not there (yet)": retried, then a clear error
+_LOST = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+_DTYPES = {"TYPE_FP32": ("FP32", np.float32), "TYPE_UINT8": ("UINT8", np.uint8)}
+
+
+@dataclass(frozen=True)
+class TritonURI:
+    host: str  # server address
+    port: int  # gRPC port
+    model: str  # model name in the server's repository
+    reconnect_s: float = 10.0  # keep retrying a lost server this long, then fail
+    timeout_s: float = 10.0  # one request's deadline (connects, metadata, inference)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{SCHEME}://{self.address}/{self.model}"
+
+
+def parse_uri(uri: str) -> TritonURI:
+    """``triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S]`` -> its parts, or ModelError."""
+    parts = urlsplit(uri)
+    model = parts.path.strip("/")
+    try:
+        port = parts.port or DEFAULT_PORT
+        query = {k: float(v[-1]) for k, v in parse_qs(parts.query, strict_parsing=False).items()}
+    except ValueError as e:
+        raise ModelError(f"{uri}: malformed Triton URI ({e})") from None
+    unknown = set(query) - {"reconnect", "timeout"}
+    if parts.scheme != SCHEME or not parts.hostname or not model or "/" in model or unknown:
+        raise ModelError(
+            f"{uri}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
+            f"(gRPC port, default {DEFAULT_PORT})"
+        )
+    return TritonURI(
+        parts.hostname,
+        port,
+        model,
+        reconnect_s=query.get("reconnect", TritonURI.reconnect_s),
+        timeout_s=query.get("timeout", TritonURI.timeout_s),
+    )
+
+
+def meta_from_config(uri: TritonURI, config: dict) -> ModelMeta:
+    """The ModelMeta stored in a served model's config (``get_model_config(as_json=True)``)."""
+    param = config.get("parameters", {}).get(META_PARAMETER, {}).get("string_value")
+    if not param:
+        raise MetadataError(
+            f"{uri}: the model's config has no {META_PARAMETER!r} parameter with its metadata; "
+            "serve a repository written by `edgevid export --triton`"
+        )
+    return ModelMeta.from_json(param, source=f"{uri} config parameter {META_PARAMETER!r}")
+
+
+def server_seconds_per_request(before: dict, after: dict) -> float | None:
+    """Mean server time (queue + compute) per successful request between two statistics
+    snapshots (``get_inference_statistics(as_json=True)``), or None without requests."""
+
+    def totals(stats: dict) -> tuple[int, int]:
+        model = (stats.get("model_stats") or [{}])[0].get("inference_stats", {})
+        ns = sum(
+            int(model.get(k, {}).get("ns", 0))
+            for k in ("queue", "compute_input", "compute_infer", "compute_output")
+        )
+        return ns, int(model.get("success", {}).get("count", 0))
+
+    (ns0, n0), (ns1, n1) = totals(before), totals(after)
+    return (ns1 - ns0) / (n1 - n0) / 1e9 if n1 > n0 else None
+
+
+class TritonBackend(Backend):
+    def __init__(self, path: str, *, device: str = "auto", threads: int | None = None):
+        super().__init__(path)
+        self.uri = parse_uri(str(path))
+        self.path = str(self.uri)  # messages name the URI, not a file
+        grpc = require("tritonclient.grpc", "triton", "triton:// models")
+        self._grpc = grpc
+        self._error = require("tritonclient.utils", "triton").InferenceServerException
+        self.client = grpc.InferenceServerClient(url=self.uri.address)
+        self.reconnects = 0  # requests that succeeded after the server was lost
+        self._rtt: list[float] = []  # seconds per request, client side
+        try:
+            if not self.client.is_server_live(client_timeout=self.uri.timeout_s):
+                raise ModelError(f"{self.uri}: the Triton server at {self.uri.address} is not live")
+            if not self.client.is_model_ready(self.uri.model, client_timeout=self.uri.timeout_s):
+                raise ModelError(
+                    f"{self.uri}: model {self.uri.model!r} is not ready on the Triton server "
+                    f"at {self.uri.address} (not in its repository, or failed to load)"
+                )
+            config = self.client.get_model_config(
+                self.uri.model, as_json=True, client_timeout=self.uri.timeout_s
+            )["config"]
+            server = self.client.get_server_metadata(as_json=True, client_timeout=5)
+            self._stats0 = self._statistics()
+        except self._error as e:
+            raise ModelError(self._describe(e)) from None
+        self.meta = meta_from_config(self.uri, config)
+        (inp,), outputs = config["input"], config["output"]
+        if inp.get("data_type") not in _DTYPES:
+            raise MetadataError(f"{self.uri}: input data type {inp.get('data_type')} unsupported")
+        self.input_name, self.output_name = inp["name"], outputs[0]["name"]
+        self.datatype, self.input_dtype = _DTYPES[inp["data_type"]]
+        self.max_batch = int(config.get("max_batch_size", 0)) or None
+        batch = [-1] if self.max_batch else []  # dims exclude the batch when batching
+        in_shape = [*batch, *map(int, inp["dims"])]
+        out_shape = [*batch, *map(int, outputs[0]["dims"])]
+        check_io(self.path, self.meta, self.input_name, in_shape, out_shape)
+        self.name = f"triton[{self.uri.address}/{self.uri.model}, server {server['version']}]"
+
+    def _reconnect(self) -> None:
+        """A fresh channel: gRPC's own reconnect backoff on a dead channel grows to minutes."""
+        self.client.close()
+        self.client = self._grpc.InferenceServerClient(url=self.uri.address)
+
+    def _describe(self, e) -> str:
+        status, message = e.status() or "", (e.message() or "").strip().splitlines()
+        first = message[0][:200] if message else type(e).__name__
+        if status in _LOST:
+            return f"{self.uri}: no Triton server answers at {self.uri.address} ({first})"
+        return f"{self.uri}: Triton server refused the request ({first})"
+
+    def _statistics(self) -> dict:
+        return self.client.get_inference_statistics(
+            self.uri.model, as_json=True, client_timeout=self.uri.timeout_s
+        )
+
+    def _request(self, x: np.ndarray) -> np.ndarray:
+        inp = self._grpc.InferInput(self.input_name, list(x.shape), self.datatype)
+        inp.set_data_from_numpy(np.ascontiguousarray(x, dtype=self.input_dtype))
+        out = self._grpc.InferRequestedOutput(self.output_name)
+        t0 = time.perf_counter()
+        result = self.client.infer(
+            self.uri.model, [inp], outputs=[out], client_timeout=self.uri.timeout_s
+        )
+        self._rtt.append(time.perf_counter() - t0)
+        return result.as_numpy(self.output_name)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """One request; a lost server is retried with backoff for ``reconnect_s`` seconds."""
+        deadline, delay, lost = time.monotonic() + self.uri.reconnect_s, 0.1, None
+        while True:
+            try:
+                logits = self._request(x)
+            except self._error as e:
+                if e.status() not in _LOST:
+                    raise ModelError(self._describe(e)) from None
+                lost = e
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ModelError(
+                        f"{self.uri}: Triton server lost and not back after "
+                        f"{self.uri.reconnect_s:g} s ({self._describe(lost).split('(', 1)[-1]}"
+                    ) from None
+                time.sleep(min(delay, remaining))
+                delay = min(2 * delay, MAX_BACKOFF_S)
+                self._reconnect()
+                continue
+            self.reconnects += lost is not None
+            return logits
+
+    def timings(self) -> dict[str, list[float]]:
+        """The ``network`` stage: each round trip minus the server's mean time per request."""
+        if not self._rtt or self.client is None:
+            return {"round trip": list(self._rtt)} if self._rtt else {}
+        try:
+            server = server_seconds_per_request(self._stats0, self._statistics())
+        except self._error:
+            server = None  # the server is gone: no estimate, the round trips stay
+        if server is None:
+            return {"round trip": list(self._rtt)}
+        return {"round trip": list(self._rtt), "network": [max(r - server, 0.0) for r in self._rtt]}
+
+    def close(self) -> None:
+        client, self.client = getattr(self, "client", None), None
+        if client is not None:
+            client.close()
+
+
+BACKEND = TritonBackend
