@@ -54,3 +54,23 @@ def test_image_contract(name):
     assert 'ENTRYPOINT ["edgevid", "run"]' in text
     assert "torch" not in re.sub(r"#.*", "", text)  # the runtime image carries no torch
     assert "--gpus all" in text or "--runtime nvidia" in text  # usage documented in the file
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_uid_1000_is_freed_before_edgevid_takes_it(name):
+    """Ubuntu 24.04 bases have a user "ubuntu" with uid 1000: useradd --uid 1000 would fail."""
+    text = (DOCKER / name).read_text()
+    run = re.search(r"^RUN (.*?useradd[^\n]*)$", text, re.M | re.S)
+    assert run and "--uid 1000" in run.group(1)
+    before = run.group(1).split("useradd")[0]
+    assert 'userdel --remove "$(id -nu 1000)"' in before and "id -u 1000" in before
+
+
+def test_lint_exceptions_are_scoped_not_global():
+    """No rule is switched off for every file; the one exception (DL3008, apt versions that
+    the JetPack base image tag pins) sits on the RUN line it concerns."""
+    assert re.search(r"^ignored: \[\]$", (DOCKER / ".hadolint.yaml").read_text(), re.M)
+    jetson = (DOCKER / "Dockerfile.jetson").read_text()
+    assert re.search(r"^# hadolint ignore=DL3008\nRUN apt-get update", jetson, re.M)
+    for name in FILES:
+        assert "cuda-python==12.6.*" in (DOCKER / name).read_text()  # the image's CUDA

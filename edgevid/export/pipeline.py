@@ -97,8 +97,10 @@ def check_config(cfg: ExportConfig) -> None:
     if cfg.calib_clips < 1 or cfg.verify_clips < 1:
         raise ExportError("--calib-clips and --verify-clips must be at least 1")
     if cfg.trt:
-        from edgevid.export.trt import load_tensorrt
+        from edgevid.export.trt import check_dla_batch, load_tensorrt
 
+        if cfg.dla_core is not None:
+            check_dla_batch(cfg.batch)  # a DLA engine takes one batch size
         load_tensorrt()  # a missing TensorRT is reported now, not after the export
 
 
@@ -310,6 +312,7 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
                 workspace_mb=cfg.workspace_mb,
                 timing_cache=Path(cfg.out) / "timing.cache",
                 dla_core=cfg.dla_core,
+                log=log,
             )
             result.engines.append(built)
     return result

@@ -22,6 +22,42 @@ from edgevid.runtime.backends.base import Backend
 from edgevid.runtime.model_file import check_io, read_meta
 
 
+def io_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes of one I/O buffer: elements x the engine dtype's size (FP16 is 2 bytes)."""
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def host_array(ptr: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A numpy view of ``io_nbytes(shape, dtype)`` bytes at address ``ptr`` (pinned memory).
+    By bytes, not ctypes element types: ``np.ctypeslib.as_ctypes_type(float16)`` raises."""
+    raw = (ctypes.c_ubyte * io_nbytes(shape, dtype)).from_address(ptr)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def error_text(name: object) -> str:
+    """cuda-python returns error names as bytes (b'cudaErrorInsufficientDriver')."""
+    return name.decode(errors="replace") if isinstance(name, bytes | bytearray) else str(name)
+
+
+def numpy_dtype(trt, dtype) -> np.dtype:
+    """The numpy dtype of an engine I/O tensor (``trt.nptype``), or a clear error."""
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except TypeError:  # e.g. BF16: no numpy equivalent
+        raise ModelError(
+            f"engine I/O in {getattr(dtype, 'name', dtype)} is not supported: export graphs "
+            "keep FP32 (or uint8) inputs and outputs"
+        ) from None
+
+
+def pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
+    """``x`` (b, ...) padded with zeros to ``batch`` rows, for an engine with a static batch
+    (DLA); the extra rows' outputs are dropped."""
+    if len(x) == batch:
+        return x
+    return np.concatenate([x, np.zeros((batch - len(x), *x.shape[1:]), x.dtype)])
+
+
 class _CudaPython:
     """Pinned host + device buffers and a stream through cuda-python's runtime API."""
 
@@ -36,14 +72,16 @@ class _CudaPython:
     def _call(self, result):
         err, *rest = result
         if err != self.rt.cudaError_t.cudaSuccess:
-            raise ModelError(f"CUDA error: {self.rt.cudaGetErrorName(err)[1]}")
+            raise ModelError(f"CUDA error: {error_text(self.rt.cudaGetErrorName(err)[1])}")
         return rest[0] if len(rest) == 1 else rest
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        ptr = self._call(self.rt.cudaMallocHost(nbytes))
-        ctype = ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype))
-        return np.ctypeslib.as_array(ctypes.cast(ptr, ctype), shape)
+        ptr = self._call(self.rt.cudaMallocHost(io_nbytes(shape, dtype)))
+        return host_array(int(ptr), shape, dtype)
+
+    def gpu_name(self) -> str:
+        device = self._call(self.rt.cudaGetDevice())
+        return error_text(self._call(self.rt.cudaGetDeviceProperties(device)).name).rstrip("\x00")
 
     def device(self, nbytes: int) -> int:
         return int(self._call(self.rt.cudaMalloc(nbytes)))
@@ -104,6 +142,9 @@ class _PyCuda:
     def free(self, host: list[np.ndarray], device: list[int]) -> None:
         self._alloc.clear()
 
+    def gpu_name(self) -> str:
+        return self.cuda.Context.get_device().name()
+
 
 def _cuda():
     try:
@@ -150,23 +191,27 @@ class TensorRTBackend(Backend):
             in_shape,
             tuple(self.engine.get_tensor_shape(self.output_name)),
         )
-        if in_shape[0] == -1:  # dynamic batch: allocate for the profile's largest
-            self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
-        else:
+        self.static_batch = in_shape[0] != -1  # DLA engines: one batch size, padded to
+        if self.static_batch:
             self.max_batch = int(in_shape[0])
+        else:  # dynamic batch: allocate for the profile's largest
+            self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self._max_in = (self.max_batch, *in_shape[1:])
         self._max_out = (self.max_batch, self.meta.num_classes)
-        self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
-        out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        self.input_dtype = numpy_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
+        out_dtype = numpy_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
         self._host_in = self.cuda.pinned(self._max_in, self.input_dtype)
         self._host_out = self.cuda.pinned(self._max_out, out_dtype)
-        self._dev_in = self.cuda.device(self._host_in.nbytes)
-        self._dev_out = self.cuda.device(self._host_out.nbytes)
+        self._dev_in = self.cuda.device(io_nbytes(self._max_in, self.input_dtype))
+        self._dev_out = self.cuda.device(io_nbytes(self._max_out, out_dtype))
         self.context.set_tensor_address(self.input_name, self._dev_in)
         self.context.set_tensor_address(self.output_name, self._dev_out)
-        self.name = "tensorrt"
+        self.name = f"tensorrt[{self.cuda.gpu_name()}, TensorRT {trt.__version__}]"
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        rows = len(x)
+        if self.static_batch:
+            x = pad_batch(x, self.max_batch)
         b = len(x)
         self._host_in[:b] = x  # into pinned memory (casts to the engine's dtype)
         self.context.set_input_shape(self.input_name, (b, *self._max_in[1:]))
@@ -176,7 +221,7 @@ class TensorRTBackend(Backend):
             raise ModelError(f"{self.path}: TensorRT execution failed")
         self.cuda.to_host(self._host_out, self._dev_out, n_out)
         self.cuda.sync()
-        return self._host_out[:b].astype(np.float32)  # a copy: the pinned buffer is reused
+        return self._host_out[:rows].astype(np.float32)  # a copy: the pinned buffer is reused
 
     def close(self) -> None:
         if getattr(self, "_host_in", None) is not None:
