@@ -32,19 +32,26 @@ def test_missing_tensorrt_is_one_clear_line_before_any_work(tmp_path):
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'edgevid\[trt\]'"):
         load_tensorrt()
+    refused_before_any_work(
+        tmp_path,
+        [],
+        "edgevid: error: 'tensorrt' is needed for building TensorRT engines (needs an NVIDIA GPU)"
+        " but is not installed: pip install 'edgevid[trt]'",
+    )
+
+
+def refused_before_any_work(tmp_path, extra: list[str], line: str) -> None:
+    """``edgevid export --trt`` with ``extra`` fails with ``line`` alone, writing nothing."""
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, "-m", "edgevid", "export", "--variant", "tiny-prune8", "--random-init"]
-        + ["--trt", "--out", str(out)],
+        + ["--trt", *extra, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
-        "edgevid: error: 'tensorrt' is needed for building TensorRT engines (needs an NVIDIA GPU)"
-        " but is not installed: pip install 'edgevid[trt]'"
-    ]
+    assert r.stderr.strip().splitlines() == [line]
     assert not out.exists()  # refused before the model was even loaded
 
 
@@ -169,20 +176,12 @@ def test_dla_takes_one_batch_size():
 
 
 def test_dla_with_a_dynamic_batch_is_refused_before_any_work(tmp_path):
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "edgevid", "export", "--variant", "tiny-prune8", "--random-init"]
-        + ["--trt", "--dla-core", "0", "--batch", "1:2:4", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
+    refused_before_any_work(
+        tmp_path,
+        ["--dla-core", "0", "--batch", "1:2:4"],
         "edgevid: error: a DLA engine takes one batch size, not 1:2:4: use --batch 4:4:4 "
-        "(or 2:2:2) with --dla-core"
-    ]
-    assert not out.exists()
+        "(or 2:2:2) with --dla-core",
+    )
 
 
 def test_engine_buffers_are_sized_by_bytes_fp16_included():
