@@ -98,35 +98,47 @@ def test_openvino_matches_onnxruntime_on_the_other_tiny_variants(variant, tmp_pa
         assert not judge(stats, TOLERANCES[tol]), (path.name, precision, stats)
 
 
+NAMES = {  # auto-choice candidate -> the backend's name once loaded
+    "onnxruntime": "onnxruntime[CPUExecutionProvider]",
+    "openvino-fp32": "openvino[CPU,fp32]",
+    "openvino-bf16": "openvino[CPU,bf16]",
+}
+
+
 def test_auto_takes_the_faster_backend_measured_once_and_cached(tiny_onnx, tmp_path, monkeypatch):
+    from edgevid.runtime.backends.choice import timed_candidates
+
     monkeypatch.setenv("EDGEVID_CPU_BACKEND", "auto")
     model = tmp_path / tiny_onnx.name
     model.write_bytes(tiny_onnx.read_bytes())
-    first = load_backend(model)  # measures both engines
+    first = load_backend(model)  # measures every candidate
     cache = json.loads(cache_path(model).read_text())
-    assert set(cache["ms"]) == {"onnxruntime", "openvino"}
+    assert set(cache["ms"]) == set(timed_candidates()) >= {"onnxruntime", "openvino-fp32"}
     winner = min(cache["ms"], key=cache["ms"].get)
-    assert cache["backend"] == winner and first.name.startswith(winner)
+    assert cache["backend"] == winner and first.name == NAMES[winner]
     assert first.selection.startswith(f"backend: {winner} (measured")
     again = load_backend(model)
     assert again.name == first.name and again.selection.startswith(f"backend: {winner} (cached")
-    # the cache decides: a recorded win for the other engine is followed without measuring
-    loser = "openvino" if winner == "onnxruntime" else "onnxruntime"
-    cache.update(backend=loser, ms={loser: 1.0, winner: 2.0})
+    # the cache decides: a recorded win for another candidate is followed without measuring
+    other = "openvino-fp32" if winner == "onnxruntime" else "onnxruntime"
+    cache.update(backend=other, ms={other: 1.0, winner: 2.0})
     cache_path(model).write_text(json.dumps(cache))
-    assert load_backend(model).name.startswith(loser)
+    assert load_backend(model).name == NAMES[other]
     # another graph in the same file (new mtime/size) is measured again
     os.utime(model, ns=(1, 1))
     remeasured = load_backend(model)
     now = json.loads(cache_path(model).read_text())
     assert now["key"]["mtime_ns"] == 1 and now["ms"] != cache["ms"]
     assert remeasured.selection.startswith(f"backend: {now['backend']} (measured")
+    assert remeasured.name == NAMES[now["backend"]]
     # other threads: measured again too (the key records them)
     assert "(measured" in load_backend(model, threads=1).selection
     # the environment overrides the measurement
-    for name in ("openvino", "onnxruntime"):
+    for name in ("openvino-fp32", "onnxruntime"):
         monkeypatch.setenv("EDGEVID_CPU_BACKEND", name)
-        assert load_backend(model).selection == f"backend: {name} (EDGEVID_CPU_BACKEND)"
+        backend = load_backend(model)
+        assert backend.selection == f"backend: {name} (EDGEVID_CPU_BACKEND)"
+        assert backend.name == NAMES[name]
     monkeypatch.setenv("EDGEVID_CPU_BACKEND", "tflite")
     with pytest.raises(ModelError, match="EDGEVID_CPU_BACKEND='tflite'"):
         load_backend(model)

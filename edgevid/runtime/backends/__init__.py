@@ -92,18 +92,22 @@ def load_backend(
     if module is None:
         module = backend_class(path).__module__
     if module.endswith(".openvino"):
-        return _open(module, path, device, threads, precision=precision)
+        return _open(module, path, device, threads, **_hint(precision))
     if hinted:
         raise ModelError(f"--precision {precision} is an OpenVINO setting: use --device openvino")
     if device == "auto" and path.suffix.lower() == ".onnx":
         from edgevid.runtime.backends.choice import choose_cpu_backend
 
         choice, backend = choose_cpu_backend(
-            path, threads, lambda m: _open(m, path, device, threads)
+            path, threads, lambda m, p: _open(m, path, device, threads, **_hint(p))
         )
         backend.selection = choice.note()
         return backend
     return _open(module, path, device, threads)
+
+
+def _hint(precision: str | None) -> dict:
+    return {} if precision is None else {"precision": precision}
 
 
 def _open(module: str, path: Path, device: str, threads: int | None, **options) -> Backend:

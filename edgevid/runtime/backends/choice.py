@@ -5,8 +5,8 @@ The rule (``--device auto``, a ``.onnx`` file, no GPU execution provider in ONNX
 1. ``EDGEVID_CPU_BACKEND=onnxruntime|openvino`` in the environment -> that one (``auto`` or
    unset: the rule below). The test suite sets ``onnxruntime`` so its numbers are ORT's.
 2. Only ONNX Runtime is installed -> ONNX Runtime.
-3. Else both candidates (ONNX Runtime CPU; OpenVINO CPU at its default precision, bf16 where
-   the CPU has it) are timed once on this graph, this CPU, these threads: a warm-up run, then
+3. Else every candidate (ONNX Runtime CPU; OpenVINO CPU at f32; OpenVINO CPU at bf16 where
+   the CPU lists BF16) is timed once on this graph, this CPU, these threads: a warm-up run, then
    the fastest of at least ``RUNS`` runs of one clip (more for small graphs, up to
    ``MIN_TIMING_S``: the fastest run is what load on a shared machine disturbs least).
    The faster wins.
@@ -14,9 +14,10 @@ The rule (``--device auto``, a ``.onnx`` file, no GPU execution provider in ONNX
    size and mtime, the CPU, the thread count and both library versions; any change measures
    again. A folder that cannot be written to just means measuring at every start.
 
-Why measure rather than a fixed table: the winner depends on the graph, not only the
-engine. On the 2-core reference CPU OpenVINO wins for FP32 graphs (bf16) and edgevid's Q/DQ
-INT8 graph, ONNX Runtime for the INT8-dynamic graph (OpenVINO 3x slower there).
+Why measure rather than a fixed table: the winner depends on the graph and on the CPU, not
+only the engine. OpenVINO runs the INT8-dynamic graph ~3x slower than ONNX Runtime; bf16 is
+2x FP32 on a CPU with fast bf16 units (AMD Zen 4, Intel AMX) but half of it on a CPU that
+lists avx512_bf16 without fast units behind it (the 2-core Xeon VM of benchmarks/bench_cpu.py).
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ RUNS = 3  # timed runs per candidate at least (after one warm-up)
 MIN_TIMING_S = 0.5  # ... and more runs, up to MAX_RUNS, until this much time was spent
 MAX_RUNS = 50
 ENV = "EDGEVID_CPU_BACKEND"  # onnxruntime | openvino | auto: overrides the measurement
-MODULES = {  # candidate -> module with its BACKEND class
-    "onnxruntime": "edgevid.runtime.backends.onnxruntime",
-    "openvino": "edgevid.runtime.backends.openvino",
+ORT, OV = "edgevid.runtime.backends.onnxruntime", "edgevid.runtime.backends.openvino"
+CANDIDATES = {  # candidate -> (module with its BACKEND class, OpenVINO precision)
+    "onnxruntime": (ORT, None),
+    "openvino-fp32": (OV, "fp32"),
+    "openvino-bf16": (OV, "bf16"),  # only where the CPU lists BF16
+    "openvino": (OV, "auto"),  # EDGEVID_CPU_BACKEND=openvino: its own default precision
 }
 
 
 @dataclass
 class Choice:
-    backend: str  # "onnxruntime" | "openvino"
+    backend: str  # a CANDIDATES key
     ms: dict[str, float]  # fastest ms per clip of every candidate timed (empty: none timed)
     reason: str  # "measured", "cached", "only candidate", "GPU", ENV
     cache: str | None = None  # the cache file read or written
@@ -129,35 +133,35 @@ def read_cache(model: Path, key: dict) -> Choice | None:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    if not isinstance(d, dict) or d.get("key") != key or d.get("backend") not in MODULES:
+    if not isinstance(d, dict) or d.get("key") != key or d.get("backend") not in CANDIDATES:
         return None
     return Choice(d["backend"], dict(d.get("ms", {})), "cached", str(path))
 
 
 def choose_cpu_backend(
-    model: str | os.PathLike, threads: int | None, load: Callable[[str], Backend]
+    model: str | os.PathLike, threads: int | None, load: Callable[[str, str | None], Backend]
 ) -> tuple[Choice, Backend]:
     """Pick the faster CPU backend for ``model`` (cached); returns it loaded.
 
-    ``load(module_name) -> Backend`` opens the model with one candidate.
+    ``load(module_name, precision) -> Backend`` opens the model with one candidate.
     """
     model = Path(model)
     forced = os.environ.get(ENV, "auto").strip().lower()
-    if forced in MODULES:
-        return Choice(forced, {}, ENV), load(MODULES[forced])
+    if forced in CANDIDATES:
+        return Choice(forced, {}, ENV), load(*CANDIDATES[forced])
     if forced != "auto":
-        raise ModelError(f"{ENV}={forced!r}: choose auto, {', '.join(MODULES)}")
+        raise ModelError(f"{ENV}={forced!r}: choose auto, {', '.join(CANDIDATES)}")
     if has_gpu_provider():
-        return Choice("onnxruntime", {}, "GPU"), load(MODULES["onnxruntime"])
+        return Choice("onnxruntime", {}, "GPU"), load(*CANDIDATES["onnxruntime"])
     if not has_openvino():
-        return Choice("onnxruntime", {}, "only candidate"), load(MODULES["onnxruntime"])
+        return Choice("onnxruntime", {}, "only candidate"), load(*CANDIDATES["onnxruntime"])
     key = cache_key(model, threads)
     cached = read_cache(model, key)
     if cached is not None:
-        return cached, load(MODULES[cached.backend])
+        return cached, load(*CANDIDATES[cached.backend])
     ms: dict[str, float] = {}
-    for name, module in MODULES.items():  # one loaded at a time: peak memory stays one model's
-        backend = load(module)
+    for name in timed_candidates():  # one loaded at a time: peak memory stays one model's
+        backend = load(*CANDIDATES[name])
         try:
             ms[name] = time_backend(backend)
         finally:
@@ -170,4 +174,11 @@ def choose_cpu_backend(
         choice.cache = str(cache_path(model))
     except OSError:
         pass  # a read-only folder: measure again next time
-    return choice, load(MODULES[best])
+    return choice, load(*CANDIDATES[best])
+
+
+def timed_candidates() -> list[str]:
+    from edgevid.runtime.backends.openvino import ov_cpu_info
+
+    bf16 = "BF16" in ov_cpu_info().capabilities
+    return ["onnxruntime", "openvino-fp32"] + (["openvino-bf16"] if bf16 else [])

@@ -45,6 +45,10 @@ class CpuInfo:
     capabilities: tuple[str, ...]  # OPTIMIZATION_CAPABILITIES, e.g. ("BF16", "FP32", "INT8")
 
 
+def ov_cpu_info() -> CpuInfo:
+    return cpu_info(ov.Core())
+
+
 def cpu_info(core: ov.Core) -> CpuInfo:
     return CpuInfo(
         name=str(core.get_property("CPU", "FULL_DEVICE_NAME")),
