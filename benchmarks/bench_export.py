@@ -138,7 +138,7 @@ def measure(models: dict[str, str | None], variant: str, iters: int) -> dict[str
 
 # --- driver -------------------------------------------------------------------------------
 def calibration_clips(meta):
-    from edgevid.calib.clips import ClipSet, folder_clips
+    from edgevid.core.clips import ClipSet, folder_clips
 
     if MEDIA.is_dir():
         return folder_clips(MEDIA, meta)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevid.core.clips import clip_batches
+from edgevid.core.manifest import load_or_split, split_dataset
 from edgevid.train.checkpoint import load_checkpoint, meta_for
-from edgevid.train.clips import clip_batches
 from edgevid.train.config import AugmentConfig, TrainConfig
 from edgevid.train.evaluate import torch_predictor
-from edgevid.train.folders import load_or_split, split_dataset
 from edgevid.train.prune import prune
 from edgevid.train.synth import make_synthetic_dataset
 from edgevid.train.trainer import evaluate_model, train

@@ -38,10 +38,10 @@ def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path
         return paths
     import torch
 
-    from edgevid.calib.clips import folder_clips
     from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.core.clips import folder_clips
+    from edgevid.core.meta import ModelMeta
     from edgevid.export.torch_to_onnx import torch_to_onnx
-    from edgevid.meta import ModelMeta
     from edgevid.train.checkpoint import meta_for
     from edgevid.train.models import create_model
 

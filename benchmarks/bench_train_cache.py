@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgevid.core.manifest import split_dataset
 from edgevid.train.config import AugmentConfig, TrainConfig
-from edgevid.train.folders import split_dataset
 from edgevid.train.synth import make_synthetic_dataset
 from edgevid.train.trainer import train
 

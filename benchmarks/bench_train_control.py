@@ -14,9 +14,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from edgevid.core.manifest import split_dataset
 from edgevid.train.checkpoint import load_checkpoint
 from edgevid.train.config import AugmentConfig, TrainConfig
-from edgevid.train.folders import split_dataset
 from edgevid.train.synth import make_synthetic_dataset
 from edgevid.train.trainer import evaluate_model, train
 

@@ -89,7 +89,7 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> DemoResult:
 
 # --- stages ---------------------------------------------------------------------------------
 def _data(cfg: DemoConfig, out: Path, log: Log):
-    from edgevid.train.folders import load_or_split
+    from edgevid.core.manifest import load_or_split
     from edgevid.train.synth import make_synthetic_dataset
 
     if cfg.data is None:
@@ -158,8 +158,8 @@ def _export(cfg: DemoConfig, runs: dict[str, Path], data_root: Path, out: Path, 
 
 
 def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, log: Log):
+    from edgevid.core.clips import clip_batches
     from edgevid.train.checkpoint import load_checkpoint
-    from edgevid.train.clips import clip_batches
     from edgevid.train.evaluate import evaluate
     from edgevid.train.predictors import load_predictor
 
@@ -184,7 +184,7 @@ def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, lo
 
 
 def _runtime(cfg: DemoConfig, graphs: dict[str, list[Path]], manifest, out: Path, log: Log):
-    from edgevid.runtime.video import probe_video, read_video, write_video
+    from edgevid.core.video import probe_video, read_video, write_video
 
     model = next(g for g in graphs["pruned"] if "int8" in g.name)
     # A video of one test clip of every class in turn: the label should follow the motion.

@@ -13,17 +13,17 @@ torch = pytest.importorskip("torch")
 import onnx  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
-from edgevid.calib.clips import balanced_samples, dataset_clips, folder_clips  # noqa: E402
 from edgevid.calib.quantize import (  # noqa: E402
     QUANTIZED_OPS,
     onnx_to_int8_dynamic,
     onnx_to_int8_static,
 )
+from edgevid.core.clips import balanced_samples, dataset_clips, folder_clips  # noqa: E402
+from edgevid.core.manifest import load_or_split  # noqa: E402
+from edgevid.core.onnx_file import read_metadata  # noqa: E402
 from edgevid.errors import DataError, ExportError  # noqa: E402
-from edgevid.export.onnx_io import read_metadata  # noqa: E402
 from edgevid.export.verify import torch_logits, verify_graph  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint  # noqa: E402
-from edgevid.train.folders import load_or_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_other_calibration_methods(model_and_graphs, method):
 
 
 def folder_clips_or_random(meta):
-    from edgevid.calib.clips import ClipSet
+    from edgevid.core.clips import ClipSet
 
     rng = np.random.default_rng(1)
     s = meta.image_size

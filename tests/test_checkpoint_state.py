@@ -16,6 +16,7 @@ pytestmark = needs_torch
 
 torch = pytest.importorskip("torch")
 from edgevid.cli import main  # noqa: E402
+from edgevid.core.manifest import split_dataset  # noqa: E402
 from edgevid.errors import ModelError  # noqa: E402
 from edgevid.train.checkpoint import (  # noqa: E402
     OLD_STATE_FILENAME,
@@ -25,7 +26,6 @@ from edgevid.train.checkpoint import (  # noqa: E402
     save_training_state,
 )
 from edgevid.train.config import TrainConfig  # noqa: E402
-from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.trainer import Trainer  # noqa: E402
 
 

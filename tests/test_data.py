@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from edgevid.core.manifest import Manifest, inspect_dataset, load_or_split, split_dataset
 from edgevid.errors import DataError
-from edgevid.train.folders import Manifest, inspect_dataset, load_or_split, split_dataset
 from edgevid.train.synth import MOTIONS
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from edgevid.runtime.video import probe_video
+from edgevid.core.video import probe_video
 from tests.conftest import SYNTH_LABELS, needs_torch
 
 pytestmark = [needs_torch, pytest.mark.slow]
@@ -45,7 +45,7 @@ def test_demo_for_real_with_a_weights_folder_and_a_dataset(tmp_path, media_dir):
     DIR holds a small stand-in for the Kinetics-400 folder, in the same Hugging Face format."""
     import torch
 
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.onnx_file import read_metadata
     from edgevid.train.checkpoint import load_checkpoint
     from edgevid.train.models import create_model
     from edgevid.train.synth import make_synthetic_dataset

@@ -49,7 +49,7 @@ def test_top5_only_with_more_than_five_classes():
 
 
 def test_torch_and_onnx_predictors_agree(tiny_checkpoint, tiny_onnx, synth_root):
-    from edgevid.train.clips import clip_batches
+    from edgevid.core.clips import clip_batches
 
     reports = []
     for path in (tiny_checkpoint, tiny_onnx):
@@ -122,7 +122,7 @@ def test_cli_eval_on_a_folder_of_videos(tiny_checkpoint, synth_root, tmp_path):
     ],
 )
 def test_cli_errors_are_one_line(args, message, tiny_checkpoint, synth_root, tmp_path):
-    from edgevid.train.folders import load_or_split
+    from edgevid.core.manifest import load_or_split
 
     unknown = tmp_path / "unknown" / "Cooking"
     unknown.mkdir(parents=True)

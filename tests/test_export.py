@@ -17,13 +17,15 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from edgevid.calib.clips import ClipSet, graph_input, load_clip  # noqa: E402
 from edgevid.cli import main  # noqa: E402
+from edgevid.core.artifact import sidecar_path  # noqa: E402
+from edgevid.core.clips import ClipSet, graph_input, load_clip  # noqa: E402
+from edgevid.core.meta import ONNX_META_KEY, ModelMeta  # noqa: E402
+from edgevid.core.onnx_file import read_metadata  # noqa: E402
 from edgevid.errors import ExportError  # noqa: E402
 from edgevid.export.fp16 import onnx_to_fp16  # noqa: E402
-from edgevid.export.torch_to_onnx import read_metadata, sidecar_path, torch_to_onnx  # noqa: E402
+from edgevid.export.torch_to_onnx import torch_to_onnx  # noqa: E402
 from edgevid.export.verify import onnx_logits, torch_logits, verify_graph  # noqa: E402
-from edgevid.meta import ONNX_META_KEY, ModelMeta  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint, meta_for  # noqa: E402
 from edgevid.train.models import create_model, list_models  # noqa: E402
 from tests.conftest import SYNTH_LABELS  # noqa: E402
@@ -39,7 +41,7 @@ def random_clips(meta: ModelMeta, n: int = 3, seed: int = 0) -> ClipSet:
 
 
 def synthetic_clips(root: Path, meta: ModelMeta, n: int = 10) -> ClipSet:
-    from edgevid.calib.clips import folder_clips
+    from edgevid.core.clips import folder_clips
 
     return folder_clips(root, meta, n)
 
@@ -149,7 +151,7 @@ def test_fp16_graph_keeps_fragile_ops_fp32_and_agrees(prune8, synth_root):
 
 
 def test_a_graph_that_fails_the_checker_is_never_written(tiny_onnx, tmp_path):
-    from edgevid.export.torch_to_onnx import save_onnx
+    from edgevid.core.onnx_file import save_onnx
 
     meta = read_metadata(tiny_onnx)
     good = save_onnx(onnx.load(str(tiny_onnx)), meta, tmp_path / "m.onnx")
@@ -163,8 +165,8 @@ def test_a_graph_that_fails_the_checker_is_never_written(tiny_onnx, tmp_path):
 
 
 def test_int8_static_of_a_raw_input_graph_calibrates_on_uint8_frames(prune8, raw_graph, media_dir):
-    from edgevid.calib.clips import folder_clips
     from edgevid.calib.quantize import onnx_to_int8_static
+    from edgevid.core.clips import folder_clips
 
     model, meta, _, tmp = prune8
     clips = folder_clips(media_dir, meta)  # the real clips: decoded, resized, cropped
@@ -267,12 +269,12 @@ def test_sidecar_is_the_embedded_metadata(tiny_onnx):
 def test_stages_after_the_pytorch_export_never_import_torch():
     """FP16, INT8, verification, TensorRT and Triton run where torch is absent (a Jetson)."""
     modules = [
-        "edgevid.export.onnx_io",
+        "edgevid.core.onnx_file",
         "edgevid.export.fp16",
         "edgevid.export.verify",
         "edgevid.export.trt",
         "edgevid.export.triton",
-        "edgevid.calib.clips",
+        "edgevid.core.clips",
         "edgevid.calib.quantize",
     ]
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"

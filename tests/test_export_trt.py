@@ -62,8 +62,9 @@ def test_engine_builds_with_a_batch_profile(tiny_onnx, tmp_path, precision):
         pytest.skip(reason)
     import tensorrt as trt
 
+    from edgevid.core.artifact import sidecar_path
+    from edgevid.core.onnx_file import read_metadata
     from edgevid.export.fp16 import onnx_to_fp16
-    from edgevid.export.onnx_io import read_metadata, sidecar_path
     from edgevid.export.trt import onnx_to_engine
 
     graph = tiny_onnx if precision == "fp32" else onnx_to_fp16(tiny_onnx, tmp_path / "fp16.onnx")
@@ -71,7 +72,7 @@ def test_engine_builds_with_a_batch_profile(tiny_onnx, tmp_path, precision):
     engine = onnx_to_engine(graph, tmp_path / "m-trt.engine", batch=(1, 2, 4), timing_cache=cache)
     assert engine.stat().st_size > 0 and cache.stat().st_size > 0
     meta = read_metadata(graph)
-    from edgevid.meta import ModelMeta
+    from edgevid.core.meta import ModelMeta
 
     side = ModelMeta.load(sidecar_path(engine))
     assert side.labels == meta.labels and side.extra["engine"]["batch"] == [1, 2, 4]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgevid.core.meta import ModelMeta, Sampling
 from edgevid.errors import MetadataError
-from edgevid.meta import ModelMeta, Sampling
 
 
 def test_round_trip(tmp_path):

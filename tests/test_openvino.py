@@ -27,10 +27,10 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "EDGEVID_CPU_BACKEND": "auto"}
 @pytest.fixture(scope="module")
 def graphs(tiny_onnx, synth_root, tmp_path_factory) -> dict[str, Path]:
     """The tiny FP32 graph and its FP16 / INT8 static / INT8 dynamic versions."""
-    from edgevid.calib.clips import dataset_clips
     from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.core.clips import dataset_clips
+    from edgevid.core.onnx_file import read_metadata
     from edgevid.export.fp16 import onnx_to_fp16
-    from edgevid.export.onnx_io import read_metadata
 
     tmp = tmp_path_factory.mktemp("ov")
     calib = dataset_clips(synth_root, read_metadata(tiny_onnx), 8)
@@ -45,8 +45,8 @@ def graphs(tiny_onnx, synth_root, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def clips_input(tiny_onnx, synth_root) -> np.ndarray:
     """Real decoded test clips of the synthetic dataset as the graph takes them."""
-    from edgevid.calib.clips import dataset_clips, graph_input
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.clips import dataset_clips, graph_input
+    from edgevid.core.onnx_file import read_metadata
 
     meta = read_metadata(tiny_onnx)
     return graph_input(dataset_clips(synth_root, meta, 10, split="test").frames, meta)
@@ -72,8 +72,8 @@ def test_openvino_matches_onnxruntime(graphs, clips_input, graph, precision):
 def test_openvino_matches_onnxruntime_on_the_other_tiny_variants(variant, tmp_path, synth_root):
     import torch
 
-    from edgevid.calib.clips import dataset_clips, graph_input
     from edgevid.calib.quantize import onnx_to_int8_dynamic
+    from edgevid.core.clips import dataset_clips, graph_input
     from edgevid.export.torch_to_onnx import torch_to_onnx
     from edgevid.train.checkpoint import meta_for
     from edgevid.train.models import create_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevid.meta import KINETICS_MEAN, KINETICS_STD, Sampling
-from edgevid.runtime.preprocess import (
+from edgevid.core.meta import KINETICS_MEAN, KINETICS_STD, Sampling
+from edgevid.core.preprocess import (
     center_crop,
     crop_box,
     normalize_clip,
@@ -14,13 +14,13 @@ from edgevid.runtime.preprocess import (
     preprocess_clip,
     resize_short_side,
 )
-from edgevid.runtime.sampling import (
+from edgevid.core.sampling import (
     jittered_indices,
     random_stride_indices,
     strided_indices,
     uniform_indices,
 )
-from edgevid.runtime.video import read_frames
+from edgevid.core.video import read_frames
 from tests.conftest import MEDIA_CLIPS, needs_torch
 
 LEVEL = 1 / 255 / KINETICS_STD[0]  # one 8-bit intensity level in normalised units

@@ -14,10 +14,10 @@ pytestmark = needs_torch
 torch = pytest.importorskip("torch")
 from transformers import TimesformerForVideoClassification  # noqa: E402
 
-from edgevid.meta import ModelMeta  # noqa: E402
+from edgevid.core.manifest import split_dataset  # noqa: E402
+from edgevid.core.meta import ModelMeta  # noqa: E402
 from edgevid.train.checkpoint import meta_for  # noqa: E402
 from edgevid.train.config import AugmentConfig, TrainConfig  # noqa: E402
-from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.models import create_model  # noqa: E402
 from edgevid.train.prune import STRATEGIES, importance_layers, prune, prune_sweep  # noqa: E402
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevid.runtime._cv import cv2
-from edgevid.runtime.video import write_video
+from edgevid.core._cv import cv2
+from edgevid.core.video import write_video
 from tests.conftest import with_ctrl_c
 from tests.test_sources import MjpegServer
 from tests.test_stream import assert_clear_error, edgevid
@@ -182,7 +182,7 @@ def corrupt_ckpt(tiny_checkpoint, tmp_path_factory) -> Path:
     ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(OTHER_CASES)],
 )
 def test_cli_bad_input(argv, fragment, absent, bad, tiny_onnx, synth_root, corrupt_ckpt, tmp_path):
-    from edgevid.train.folders import split_dataset
+    from edgevid.core.manifest import split_dataset
 
     manifest = split_dataset(synth_root, check=False).save(tmp_path / "manifest.json")
     names = {**{k: str(v) for k, v in bad.items()}, "tiny_onnx": str(tiny_onnx),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevid.meta import Sampling
+from edgevid.core.meta import Sampling
+from edgevid.core.preprocess import prepare_frame
 from edgevid.runtime.buffer import ClipBuffer
-from edgevid.runtime.preprocess import prepare_frame
 
 
 def numbered(i: int, size: int = 16) -> np.ndarray:

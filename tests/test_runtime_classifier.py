@@ -7,14 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
+from edgevid.core.meta import ONNX_META_KEY, ModelMeta
+from edgevid.core.preprocess import prepare_frame, preprocess_clip
+from edgevid.core.sampling import uniform_indices
+from edgevid.core.video import read_video
 from edgevid.errors import MetadataError, MissingDependencyError, ModelError
-from edgevid.meta import ONNX_META_KEY, ModelMeta
 from edgevid.runtime.backends import backend_class, load_backend
 from edgevid.runtime.classifier import Classifier
-from edgevid.runtime.preprocess import prepare_frame, preprocess_clip
-from edgevid.runtime.sampling import uniform_indices
 from edgevid.runtime.smoothing import softmax
-from edgevid.runtime.video import read_video
 
 onnx = pytest.importorskip("onnx", reason="building test graphs needs the export extra (onnx)")
 from onnx import TensorProto, helper  # noqa: E402

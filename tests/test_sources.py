@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from edgevid.core._cv import cv2
+from edgevid.core.video import iter_frames, write_video
 from edgevid.errors import EdgevidError, SourceError
-from edgevid.runtime._cv import cv2
 from edgevid.runtime.capture import CaptureConfig, open_source
 from edgevid.runtime.sources import (
     SourceOptions,
@@ -22,7 +23,6 @@ from edgevid.runtime.sources import (
     open_reader,
     resolve_source,
 )
-from edgevid.runtime.video import iter_frames, write_video
 
 
 class MjpegServer:

@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from edgevid.runtime._cv import cv2
+from edgevid.core._cv import cv2
+from edgevid.core.video import iter_frames, probe_video, read_video
 from edgevid.runtime.classifier import Classifier
 from edgevid.runtime.stream import Streamer, stream
-from edgevid.runtime.video import iter_frames, probe_video, read_video
 from tests.conftest import with_ctrl_c
 from tests.test_sources import FAST, MjpegServer
 

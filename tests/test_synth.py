@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgevid.core.video import probe_video, read_video
 from edgevid.errors import DataError
-from edgevid.runtime.video import probe_video, read_video
 from edgevid.train.synth import (
     _SHAPES,
     MOTIONS,

@@ -14,12 +14,12 @@ from tests.conftest import SYNTH_LABELS, needs_torch
 pytestmark = needs_torch
 
 torch = pytest.importorskip("torch")
+from edgevid.core.manifest import split_dataset  # noqa: E402
 from edgevid.train.augment import augment_clip  # noqa: E402
 from edgevid.train.build import build_model  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint, meta_for, save_checkpoint  # noqa: E402
 from edgevid.train.config import AugmentConfig, TrainConfig  # noqa: E402
 from edgevid.train.dataset import ClipDataset, EpochSampler, collate  # noqa: E402
-from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.models import create_model  # noqa: E402
 from edgevid.train.staged import StagedModel  # noqa: E402
 from edgevid.train.trainer import train, warmup_cosine  # noqa: E402

@@ -22,8 +22,8 @@ from tests.conftest import needs_torch
 pytestmark = [needs_torch, pytest.mark.slow]
 
 torch = pytest.importorskip("torch")
+from edgevid.core.manifest import split_dataset  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint  # noqa: E402
-from edgevid.train.folders import split_dataset  # noqa: E402
 
 
 def _free_port() -> int:

@@ -28,12 +28,12 @@ from tests.conftest import needs_torch
 pytestmark = [needs_torch, pytest.mark.slow]
 
 torch = pytest.importorskip("torch")
+from edgevid.core.clips import clip_batches  # noqa: E402
+from edgevid.core.manifest import split_dataset  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint  # noqa: E402
-from edgevid.train.clips import clip_batches  # noqa: E402
 from edgevid.train.config import AugmentConfig, TrainConfig  # noqa: E402
 from edgevid.train.dataset import ClipDataset, numpy_batches  # noqa: E402
 from edgevid.train.evaluate import torch_predictor  # noqa: E402
-from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.synth import make_synthetic_dataset  # noqa: E402
 from edgevid.train.trainer import train  # noqa: E402
 

@@ -21,9 +21,9 @@ from tests.conftest import ROOT, needs_torch
 pytestmark = [needs_torch, pytest.mark.slow]
 
 torch = pytest.importorskip("torch")
+from edgevid.core.manifest import split_dataset  # noqa: E402
 from edgevid.train.checkpoint import STATE_FILENAME, load_checkpoint  # noqa: E402
 from edgevid.train.config import TrainConfig  # noqa: E402
-from edgevid.train.folders import split_dataset  # noqa: E402
 from edgevid.train.trainer import Trainer  # noqa: E402
 
 EPOCHS = 3

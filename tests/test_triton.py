@@ -11,10 +11,11 @@ pytest.importorskip("onnx")
 
 import onnxruntime as ort  # noqa: E402
 
+from edgevid.core.artifact import sidecar_path  # noqa: E402
+from edgevid.core.meta import ModelMeta  # noqa: E402
+from edgevid.core.onnx_file import read_metadata  # noqa: E402
 from edgevid.errors import ExportError  # noqa: E402
-from edgevid.export.onnx_io import read_metadata, sidecar_path  # noqa: E402
 from edgevid.export.triton import add_model  # noqa: E402
-from edgevid.meta import ModelMeta  # noqa: E402
 
 
 def field(text: str, name: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgevid.core.video import iter_frames, probe_video, read_frames, read_video, write_video
 from edgevid.errors import VideoError
-from edgevid.runtime.video import iter_frames, probe_video, read_frames, read_video, write_video
 from tests.conftest import MEDIA_CLIPS
 
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from edgevid.calib.clips import ClipSet, graph_input
+from edgevid.core.artifact import input_name
+from edgevid.core.clips import ClipSet, graph_input
+from edgevid.core.onnx_file import read_metadata, save_onnx
 from edgevid.errors import ExportError, require
-from edgevid.export.onnx_io import input_name, read_metadata, save_onnx
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")

@@ -105,7 +105,7 @@ def split(
     UCF101-named clips (v_<Class>_gGG_cCC) keep whole groups on one side. A split that
     cannot follow the ratios (too few groups per class) says what it got and why.
     """
-    from edgevid.train.folders import split_dataset, split_warnings
+    from edgevid.core.manifest import split_dataset, split_warnings
 
     target = out or root / "manifest.json"
     if target.exists() and not force:
@@ -130,7 +130,7 @@ def inspect(root: Path, as_json: bool) -> None:
 
     ROOT is a dataset folder (split on the fly, nothing written) or a manifest.
     """
-    from edgevid.train.folders import Manifest, inspect_dataset
+    from edgevid.core.manifest import Manifest, inspect_dataset
 
     manifest = Manifest.load(root) if root.is_file() else None
     report = inspect_dataset(root, manifest)

@@ -150,9 +150,9 @@ def bench(
       edgevid bench prune8.onnx prune8-int8.onnx --video clip.mp4 --json bench.json
     """
     from edgevid._atomic import write_json
+    from edgevid.core.video import probe_video
     from edgevid.errors import ModelError
     from edgevid.runtime.bench import bench_models, format_table
-    from edgevid.runtime.video import probe_video
 
     probe_video(video)  # a bad video fails once, clearly, before any model loads
     for m in models:

@@ -36,7 +36,7 @@ def _need_torch(what: str) -> None:
 
 
 def _manifest(data: Path):
-    from edgevid.train.folders import load_or_split
+    from edgevid.core.manifest import load_or_split
 
     return load_or_split(data)
 
@@ -373,7 +373,7 @@ def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
     """
     import json
 
-    from edgevid.train.clips import clip_batches
+    from edgevid.core.clips import clip_batches
     from edgevid.train.evaluate import evaluate, labelled_clips
     from edgevid.train.predictors import load_predictor
 

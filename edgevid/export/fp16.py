@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgevid.core.artifact import OUTPUT_NAME
+from edgevid.core.onnx_file import read_metadata, save_onnx
 from edgevid.errors import ExportError, require
-from edgevid.export.onnx_io import OUTPUT_NAME, read_metadata, save_onnx
 from edgevid.export.opset import DECOMPOSED_TAG
 
 KEEP_FP32_OPS = ("LayerNormalization", "Softmax")  # plus LayerNorms written out, plus logits

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevid.calib.clips import ClipSet, dataset_clips, folder_clips
+from edgevid.core.artifact import sidecar_path
+from edgevid.core.clips import ClipSet, dataset_clips, folder_clips
+from edgevid.core.meta import ModelMeta
 from edgevid.errors import ExportError, ModelError, require
-from edgevid.export.onnx_io import sidecar_path
 from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
-from edgevid.meta import ModelMeta
 
 INT8_MODES = ("static", "dynamic")
 STAGING_PREFIX = ".edgevid-export-"  # + "<pid>-<random>": the folder a running export fills
@@ -134,7 +134,7 @@ def check_collision(out: Path, stem: str, source: str) -> None:
     Names follow the variant, so two checkpoints of one variant would silently overwrite each
     other in one --out; re-exporting the same model replaces its files.
     """
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.onnx_file import read_metadata
 
     graph = out / f"{stem}.onnx"
     if not graph.exists():
@@ -320,7 +320,7 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
 
 def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
     from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.onnx_file import read_metadata
 
     if cfg.int8 == "dynamic":
         return _timed(log, "INT8 dynamic ONNX", onnx_to_int8_dynamic, fp32, dst)
@@ -342,7 +342,7 @@ def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
 
 
 def _verify(cfg: ExportConfig, model, graphs: list[Path], log):
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.onnx_file import read_metadata
     from edgevid.export.verify import format_table, require_pass, torch_logits, verify_graph
 
     meta = read_metadata(graphs[0])

@@ -32,19 +32,11 @@ from pathlib import Path
 
 import torch
 
+from edgevid.core.artifact import OUTPUT_NAME, input_name
+from edgevid.core.meta import ModelMeta
+from edgevid.core.onnx_file import save_onnx
 from edgevid.errors import ExportError, require
-from edgevid.export.onnx_io import (  # noqa: F401  (re-exported: the graph contract lives there)
-    INPUT_NAME,
-    OUTPUT_NAME,
-    RAW_INPUT_NAME,
-    embed_metadata,
-    input_name,
-    read_metadata,
-    save_onnx,
-    sidecar_path,
-)
 from edgevid.export.opset import DEFAULT_OPSET, convert_opset
-from edgevid.meta import ModelMeta
 
 EXPORTERS = ("dynamo", "torchscript")
 

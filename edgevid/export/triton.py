@@ -22,9 +22,10 @@ import shutil
 from pathlib import Path
 
 from edgevid._atomic import atomic_dir
+from edgevid.core.artifact import OUTPUT_NAME, input_name, sidecar_path
+from edgevid.core.meta import META_FILENAME, ModelMeta
+from edgevid.core.onnx_file import read_metadata
 from edgevid.errors import ExportError
-from edgevid.export.onnx_io import OUTPUT_NAME, input_name, read_metadata, sidecar_path
-from edgevid.meta import META_FILENAME, ModelMeta
 
 # extension -> (Triton backend, file name in the version folder). `backend:` rather than the
 # legacy `platform:` (onnxruntime_onnx / tensorrt_plan), which Triton still accepts.

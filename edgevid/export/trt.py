@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgevid._atomic import write_bytes
+from edgevid.core.artifact import input_name, sidecar_path
+from edgevid.core.meta import ModelMeta
+from edgevid.core.onnx_file import read_metadata
 from edgevid.errors import ExportError, require
-from edgevid.export.onnx_io import input_name, read_metadata, sidecar_path
-from edgevid.meta import ModelMeta
 
 DEFAULT_WORKSPACE_MB = 2048
 _SHAPE_ONLY_LAYERS = ("SHAPE", "CONSTANT")  # never pinned to FP32: no arithmetic

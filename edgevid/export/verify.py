@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from edgevid.calib.clips import ClipSet, graph_input
+from edgevid.core.clips import ClipSet, graph_input
+from edgevid.core.meta import ModelMeta
+from edgevid.core.onnx_file import read_metadata
 from edgevid.errors import ExportError, require
-from edgevid.export.onnx_io import read_metadata
-from edgevid.meta import ModelMeta
 
 
 @dataclass(frozen=True)

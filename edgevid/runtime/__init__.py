@@ -8,7 +8,7 @@ transformers, so it fits on a Jetson next to a camera.
     for result in stream("/dev/video0", "prune4.onnx"):
         print(result.label, result.score)
 
-The names below load on first use, so ``import edgevid.runtime.video`` (training uses it)
+The names below load on first use, so ``import edgevid.core.video`` (training uses it)
 never pays for ONNX Runtime.
 """
 

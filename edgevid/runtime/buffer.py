@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgevid.runtime.preprocess import prepare_frame
-from edgevid.runtime.sampling import uniform_indices
+from edgevid.core.preprocess import prepare_frame
+from edgevid.core.sampling import uniform_indices
 
 
 class ClipBuffer:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevid.core.video import MAX_PIXELS
 from edgevid.errors import EdgevidError, SourceError, VideoError
 from edgevid.runtime.sources import FrameReader, SourceOptions, SourceSpec, resolve_source
-from edgevid.runtime.video import MAX_PIXELS
 
 MAX_BACKOFF_S = 2.0  # longest wait between two reconnect attempts
 JOIN_TIMEOUT_S = 10.0  # longest wait for a capture thread to stop

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgevid.meta import ModelMeta
+from edgevid.core.clips import graph_input
+from edgevid.core.meta import ModelMeta
+from edgevid.core.preprocess import prepare_clip, prepare_frame
+from edgevid.core.sampling import uniform_indices
 from edgevid.runtime.backends import Backend, load_backend
-from edgevid.runtime.preprocess import normalize_clip, prepare_frame
-from edgevid.runtime.sampling import uniform_indices
 from edgevid.runtime.smoothing import Decision, decide, softmax
 
 
@@ -69,9 +70,7 @@ class Classifier:
     def to_input(self, clips: np.ndarray) -> np.ndarray:
         """(B, T, S, S, 3) uint8 -> the graph's input: (B, T, 3, S, S) float32 normalised,
         or the uint8 clips themselves when the graph normalises inside."""
-        if self.meta.input_format == "uint8":
-            return np.ascontiguousarray(clips, dtype=np.uint8)
-        return normalize_clip(clips, self.meta.mean, self.meta.std)
+        return graph_input(clips, self.meta)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Graph input (B, ...) -> probabilities (B, C) float32."""
@@ -89,7 +88,7 @@ class Classifier:
         if batch.ndim != 5 or batch.shape[-1] != 3:
             raise ValueError(f"expected (N, H, W, 3) or (B, N, H, W, 3) frames, got {frames.shape}")
         idx = uniform_indices(batch.shape[1], self.meta.num_frames)
-        clips = np.stack([[self.prepare(clip[i]) for i in idx] for clip in batch])  # (B,T,S,S,3)
+        clips = np.stack([prepare_clip(clip[idx], self.meta.image_size) for clip in batch])
         probs = self.run(self.to_input(clips))
         preds = [Prediction(p, self.labels) for p in probs]
         return preds[0] if single else preds

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgevid._atomic import atomic_path
+from edgevid.core._cv import cv2
+from edgevid.core.video import check_written
 from edgevid.errors import EdgevidError, VideoError
-from edgevid.runtime._cv import cv2
-from edgevid.runtime.video import check_written
 
 if TYPE_CHECKING:
     from edgevid.runtime.stream import Step, Streamer

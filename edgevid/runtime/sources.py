@@ -23,9 +23,9 @@ from typing import Protocol
 
 import numpy as np
 
+from edgevid.core._cv import cv2
+from edgevid.core.video import _open as _open_video_file
 from edgevid.errors import EdgevidError, SourceError
-from edgevid.runtime._cv import cv2
-from edgevid.runtime.video import _open as _open_video_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")

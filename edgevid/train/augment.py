@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from edgevid.runtime._cv import cv2
+from edgevid.core._cv import cv2
 from edgevid.train.config import AugmentConfig
 
 

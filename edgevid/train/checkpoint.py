@@ -32,8 +32,8 @@ from safetensors.torch import save_file as save_safetensors
 from transformers.utils import logging as hf_logging
 
 from edgevid._atomic import atomic_dir, write_json
+from edgevid.core.meta import META_FILENAME, ModelMeta, Sampling
 from edgevid.errors import MetadataError, ModelError
-from edgevid.meta import META_FILENAME, ModelMeta, Sampling
 from edgevid.train.models.registry import model_spec
 
 STATE_FILENAME = "training_state.json"  # resume state in last/: JSON, tensors referenced

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from edgevid.core.meta import ModelMeta
+from edgevid.core.preprocess import normalize_clip, preprocess_clip
+from edgevid.core.sampling import jittered_indices, uniform_indices
+from edgevid.core.video import probe_video, read_frames
 from edgevid.errors import VideoError
-from edgevid.meta import ModelMeta
-from edgevid.runtime.preprocess import normalize_clip, preprocess_clip
-from edgevid.runtime.sampling import jittered_indices, uniform_indices
-from edgevid.runtime.video import probe_video, read_frames
 from edgevid.train.augment import augment_clip
 from edgevid.train.config import AugmentConfig
 

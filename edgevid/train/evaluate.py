@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json
+from edgevid.core.manifest import Manifest, scan_folder
 from edgevid.errors import DataError
-from edgevid.train.folders import Manifest, scan_folder
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # (B, T, 3, S, S) float32 -> (B, C) logits
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevid.core.artifact import read_meta
+from edgevid.core.meta import META_FILENAME, ModelMeta
 from edgevid.errors import ModelError, require
-from edgevid.meta import META_FILENAME, ONNX_META_KEY, ModelMeta
 from edgevid.train.evaluate import PredictFn
 
 Loader = Callable[[Path, str], tuple[PredictFn, ModelMeta]]  # (path, device) -> (fn, meta)
@@ -54,14 +55,7 @@ def _onnx_file(path: Path, device: str) -> tuple[PredictFn, ModelMeta]:
         session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for bad files
         raise ModelError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__})") from e
-    text = session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
-    sidecar = path.with_suffix(".json")
-    if text:
-        meta = ModelMeta.from_json(text, source=str(path))
-    elif sidecar.is_file():
-        meta = ModelMeta.load(sidecar)
-    else:
-        raise ModelError(f"{path}: no edgevid metadata in the graph nor a {sidecar.name} sidecar")
+    meta = read_meta(path, session.get_modelmeta().custom_metadata_map)
     name = session.get_inputs()[0].name
     mean = np.asarray(meta.mean, np.float32)[:, None, None]
     std = np.asarray(meta.std, np.float32)[:, None, None]

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from edgevid._atomic import write_json, write_text
+from edgevid.core.clips import clip_batches
+from edgevid.core.manifest import Manifest
+from edgevid.core.meta import ModelMeta
 from edgevid.errors import DataError, ModelError
-from edgevid.meta import ModelMeta
 from edgevid.train.checkpoint import load_checkpoint, meta_for, save_checkpoint
-from edgevid.train.clips import clip_batches
 from edgevid.train.config import TrainConfig
-from edgevid.train.folders import Manifest
 from edgevid.train.models import list_models
 from edgevid.train.models.profile import profile_model
 from edgevid.train.models.timesformer import encoder_layers, keep_layers

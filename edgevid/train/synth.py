@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevid.core._cv import cv2
+from edgevid.core.video import write_video
 from edgevid.errors import DataError
-from edgevid.runtime._cv import cv2
-from edgevid.runtime.video import write_video
 
 MOTIONS = ("MoveLeft", "MoveRight", "MoveUp", "MoveDown", "Grow", "Shrink", "TurnCW", "TurnCCW")
 

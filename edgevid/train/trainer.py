@@ -35,8 +35,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from edgevid._atomic import write_json
+from edgevid.core.clips import clip_batches
+from edgevid.core.manifest import Manifest
+from edgevid.core.meta import ModelMeta, Sampling
 from edgevid.errors import DataError, ModelError
-from edgevid.meta import ModelMeta, Sampling
 from edgevid.schema import validate
 from edgevid.train.build import build_model
 from edgevid.train.checkpoint import (
@@ -45,11 +47,9 @@ from edgevid.train.checkpoint import (
     meta_for,
     save_checkpoint,
 )
-from edgevid.train.clips import clip_batches
 from edgevid.train.config import TrainConfig
 from edgevid.train.dataset import Batch, ClipDataset, EpochSampler, collate, numpy_batches
 from edgevid.train.evaluate import EvalReport, evaluate, report_from_logits, torch_predictor
-from edgevid.train.folders import Manifest
 from edgevid.train.plots import plot_confusion, plot_curves
 from edgevid.train.staged import StagedModel
 

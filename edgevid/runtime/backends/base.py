@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevid.meta import ModelMeta
-from edgevid.runtime.model_file import check_logits
+from edgevid.core.artifact import check_logits
+from edgevid.core.meta import ModelMeta
 
 
 class Backend(abc.ABC):

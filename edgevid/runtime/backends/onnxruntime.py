@@ -12,9 +12,9 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
+from edgevid.core.artifact import check_io, read_meta
 from edgevid.errors import ModelError
 from edgevid.runtime.backends.base import Backend
-from edgevid.runtime.model_file import check_io, read_meta
 
 # device -> providers to try, best first (only those this onnxruntime build has are used)
 PROVIDERS = {

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevid.core.artifact import check_io, read_meta
 from edgevid.errors import ModelError, require
 from edgevid.runtime.backends.base import Backend
-from edgevid.runtime.model_file import check_io, read_meta
 
 ov = require("openvino", "openvino", "the OpenVINO backend")
 

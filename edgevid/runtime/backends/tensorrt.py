@@ -17,9 +17,9 @@ import os
 
 import numpy as np
 
+from edgevid.core.artifact import check_io, read_meta
 from edgevid.errors import MissingDependencyError, ModelError, require
 from edgevid.runtime.backends.base import Backend
-from edgevid.runtime.model_file import check_io, read_meta
 
 
 def io_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevid._atomic import atomic_path
+from edgevid.core._cv import cv2
 from edgevid.errors import VideoError
-from edgevid.runtime._cv import cv2
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 MAX_PIXELS = 8192 * 8192  # larger frames are refused rather than exhausting memory

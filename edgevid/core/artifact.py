@@ -1,6 +1,12 @@
-"""A model file's metadata, and the check that the graph really is what it says.
+"""The artifact contract: what every edgevid model file is, whatever wrote or reads it.
 
-The metadata (:class:`edgevid.meta.ModelMeta`) comes from inside the file when the format
+  input   "pixel_values"  float32 (B, T, 3, H, W), normalised   [input_format "float"]
+          "frames"        uint8   (B, T, H, W, 3), RGB           [input_format "uint8"]
+  output  "logits"        float32 (B, num_classes)
+  metadata: ModelMeta JSON inside the file when it has room (ONNX metadata_props["edgevid"],
+  see :mod:`edgevid.core.onnx_file`) and in a sidecar ``<model>.json`` beside it.
+
+The metadata (:class:`edgevid.core.meta.ModelMeta`) comes from inside the file when the format
 has room for it (ONNX ``metadata_props["edgevid"]``), else from the sidecar ``<model>.json``
 written beside it (TensorRT engines). Inside wins when both exist: the graph is the truth.
 
@@ -14,16 +20,25 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgevid.core.meta import ONNX_META_KEY, ModelMeta
 from edgevid.errors import MetadataError
-from edgevid.meta import ONNX_META_KEY, ModelMeta
 
-INPUT_NAMES = {"float": "pixel_values", "uint8": "frames"}  # by meta.input_format
+INPUT_NAME = "pixel_values"  # float32 (B, T, 3, H, W), normalised
+RAW_INPUT_NAME = "frames"  # uint8 (B, T, H, W, 3), RGB
+OUTPUT_NAME = "logits"  # float32 (B, num_classes)
+INPUT_NAMES = {"float": INPUT_NAME, "uint8": RAW_INPUT_NAME}  # by meta.input_format
 
 Dim = int | str | None  # a static size, or a symbolic / unknown one
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """``<model>.json`` beside a model file: its metadata, for formats without room inside."""
     return Path(model_path).with_suffix(".json")
+
+
+def input_name(meta: ModelMeta) -> str:
+    """The graph input's name for ``meta.input_format``."""
+    return expected_input_shape(meta)[0]
 
 
 def read_meta(path: str | os.PathLike, embedded: dict[str, str] | None = None) -> ModelMeta:

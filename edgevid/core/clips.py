@@ -1,26 +1,28 @@
-"""Calibration and verification clips, decoded and prepared exactly as the runtime does.
+"""Clips from video files, prepared exactly as the runtime prepares its stream. No torch.
 
-Clips are kept as the runtime buffers them, uint8 RGB (N, T, S, S, 3) after resize and
-crop; :func:`graph_input` turns them into what a given graph takes (normalised float32
-(N, T, 3, S, S), or the uint8 frames themselves for a ``--raw-input`` graph). No torch.
+    path -> uniform segment-centre indices -> read_frames -> prepare_clip -> (T, S, S, 3) uint8
+         -> graph_input -> (T, 3, S, S) float32 normalised | the uint8 clip (uint8-input graph)
+
+The one definition of an evaluation clip: training's validation, ``edgevid eval``, INT8
+calibration, export verification and the runtime's Classifier all go through it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgevid.core.manifest import Manifest, load_or_split
+from edgevid.core.meta import ModelMeta
+from edgevid.core.preprocess import normalize_clip, prepare_clip
+from edgevid.core.sampling import uniform_indices
+from edgevid.core.video import is_video_file, probe_video, read_frames
 from edgevid.errors import DataError, VideoError
-from edgevid.meta import ModelMeta
-from edgevid.runtime.preprocess import normalize_clip, prepare_frame
-from edgevid.runtime.sampling import uniform_indices
-from edgevid.runtime.video import is_video_file, probe_video, read_frames
-from edgevid.train.folders import Manifest
 
 
 @dataclass
@@ -48,14 +50,44 @@ def load_clip(path: str | os.PathLike, num_frames: int, size: int) -> np.ndarray
     """One video -> (T, S, S, 3) uint8: T uniform frames (segment centres), resized, cropped."""
     info = probe_video(path)
     frames = read_frames(path, uniform_indices(info.num_frames, num_frames))  # (T, H, W, 3)
-    return np.stack([prepare_frame(f, size) for f in frames])
+    return prepare_clip(frames, size)
 
 
 def graph_input(frames: np.ndarray, meta: ModelMeta) -> np.ndarray:
     """Prepared uint8 clips (..., T, S, S, 3) -> the input of a graph described by ``meta``."""
     if meta.input_format == "uint8":
-        return np.ascontiguousarray(frames)
+        return np.ascontiguousarray(frames, dtype=np.uint8)
     return normalize_clip(frames, meta.mean, meta.std)  # (..., T, 3, S, S)
+
+
+def eval_clip(path: str | os.PathLike, meta: ModelMeta) -> np.ndarray:
+    """One video -> (T, 3, S, S) float32, sampled and preprocessed deterministically."""
+    clip = load_clip(path, meta.num_frames, meta.image_size)  # (T, S, S, 3) uint8
+    return normalize_clip(clip, meta.mean, meta.std)
+
+
+def clip_batches(
+    paths: Sequence[str | os.PathLike],
+    targets: Sequence[int],
+    meta: ModelMeta,
+    batch_size: int = 8,
+    skipped: list[str] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ((B, T, 3, S, S) float32, (B,) int64); undecodable clips go to ``skipped``."""
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for path, y in zip(paths, targets, strict=True):
+        try:
+            xs.append(eval_clip(path, meta))
+            ys.append(int(y))
+        except VideoError as e:
+            if skipped is not None:
+                skipped.append(f"{path} ({e})")
+        if len(xs) == batch_size:
+            yield np.stack(xs), np.asarray(ys, np.int64)
+            xs, ys = [], []
+    if xs:
+        yield np.stack(xs), np.asarray(ys, np.int64)
 
 
 def balanced_samples(
@@ -113,8 +145,6 @@ def dataset_clips(
     progress: Progress | None = None,
 ) -> ClipSet:
     """Class-balanced clips of ``split`` from a dataset folder or manifest (``edgevid data``)."""
-    from edgevid.train.folders import load_or_split
-
     manifest = load_or_split(data)
     samples = balanced_samples(manifest, split, num_clips, seed)
     if not samples:

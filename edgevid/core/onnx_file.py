@@ -1,10 +1,7 @@
-"""Reading and writing edgevid ONNX graphs: names, metadata, sidecars. No torch.
+"""Reading and writing edgevid ONNX graphs: metadata inside, sidecar beside. No torch.
 
-Contract of every edgevid ONNX graph (the runtime relies on it, nothing else):
-  input   "pixel_values"  float32 (B, T, 3, H, W), normalised   [input_format "float"]
-          "frames"        uint8   (B, T, H, W, 3), RGB           [input_format "uint8"]
-  output  "logits"        float32 (B, num_classes)
-  metadata_props["edgevid"] = ModelMeta JSON; the same JSON in a sidecar <model>.json
+An ONNX graph keeps the contract of :mod:`edgevid.core.artifact` with
+``metadata_props["edgevid"]`` = ModelMeta JSON and the same JSON in the sidecar.
 
 Everything after the PyTorch export (FP16, INT8, verification, TensorRT, Triton) uses only
 this module, so it runs where torch is not installed (a Jetson building its engine).
@@ -16,20 +13,9 @@ import os
 from pathlib import Path
 
 from edgevid._atomic import atomic_path
+from edgevid.core.artifact import read_meta, sidecar_path
+from edgevid.core.meta import ONNX_META_KEY, ModelMeta
 from edgevid.errors import ExportError, require
-from edgevid.meta import ONNX_META_KEY, ModelMeta
-
-INPUT_NAME = "pixel_values"  # float32 (B, T, 3, H, W), normalised
-RAW_INPUT_NAME = "frames"  # uint8 (B, T, H, W, 3), RGB
-OUTPUT_NAME = "logits"  # float32 (B, num_classes)
-
-
-def sidecar_path(model_path: str | os.PathLike) -> Path:
-    return Path(model_path).with_suffix(".json")
-
-
-def input_name(meta: ModelMeta) -> str:
-    return RAW_INPUT_NAME if meta.input_format == "uint8" else INPUT_NAME
 
 
 def embed_metadata(onnx_model, meta: ModelMeta) -> None:
@@ -53,10 +39,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMeta:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError) as e:
         raise ExportError(f"{path}: not a readable ONNX file ({type(e).__name__})") from e
-    for prop in model.metadata_props:
-        if prop.key == ONNX_META_KEY:
-            return ModelMeta.from_json(prop.value, source=f"{path} metadata_props")
-    return ModelMeta.load(sidecar_path(path))
+    return read_meta(path, {prop.key: prop.value for prop in model.metadata_props})
 
 
 def save_onnx(onnx_model, meta: ModelMeta, path: str | os.PathLike) -> Path:

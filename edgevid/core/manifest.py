@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json
+from edgevid.core.video import is_video_file, probe_video
 from edgevid.errors import DataError, VideoError
-from edgevid.runtime.video import is_video_file, probe_video
 from edgevid.schema import at_least, between, non_empty, unique, validate
 
 SPLITS = ("train", "val", "test")

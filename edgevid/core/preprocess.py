@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgevid.runtime._cv import cv2
+from edgevid.core._cv import cv2
 
 
 def short_side_size(h: int, w: int, size: int) -> tuple[int, int]:
@@ -84,9 +84,13 @@ def normalize_clip(clip: np.ndarray, mean: Sequence[float], std: Sequence[float]
     return x
 
 
+def prepare_clip(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB -> (T, size, size, 3) uint8: :func:`prepare_frame` per frame."""
+    return np.stack([prepare_frame(f, size) for f in frames])
+
+
 def preprocess_clip(
     frames: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]
 ) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32: the model's input for one clip."""
-    prepared = np.stack([prepare_frame(f, size) for f in frames])
-    return normalize_clip(prepared, mean, std)
+    return normalize_clip(prepare_clip(frames, size), mean, std)
