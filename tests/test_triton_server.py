@@ -91,7 +91,7 @@ def test_run_through_triton_matches_the_local_backend(server, tiny_onnx, media_d
 
 
 def test_metadata_and_limits_come_from_the_server(server, tiny_onnx):
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.onnx_file import read_metadata
 
     backend = load_backend(uri(server))
     try:
@@ -109,7 +109,7 @@ def test_metadata_and_limits_come_from_the_server(server, tiny_onnx):
 
 
 def test_config_is_accepted_batches_form_and_oversize_is_refused(server, tiny_onnx):
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.onnx_file import read_metadata
 
     m = read_metadata(tiny_onnx)
     client = grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")

@@ -23,10 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from edgevid.core.artifact import check_io
+from edgevid.core.meta import ModelMeta
 from edgevid.errors import MetadataError, ModelError, require
-from edgevid.meta import ModelMeta
 from edgevid.runtime.backends.base import Backend
-from edgevid.runtime.model_file import check_io
 
 SCHEME = "triton"
 DEFAULT_PORT = 8001  # Triton's gRPC port
