@@ -154,7 +154,7 @@ def prepare(variant: str, work: Path, accuracy_clips: int, calib_clips: int) -> 
     import torch
 
     from edgevid._atomic import write_json
-    from edgevid.calib.clips import ClipSet, dataset_clips, folder_clips, graph_input
+    from edgevid.core.clips import ClipSet, dataset_clips, folder_clips, graph_input
     from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
     from edgevid.export.torch_to_onnx import torch_to_onnx
     from edgevid.export.verify import torch_logits
@@ -186,7 +186,7 @@ def synth_dataset(work: Path) -> Path:
     calibration clips (train split, 100) and accuracy clips (test split) of every path."""
     root = work / "synth"
     if not (root / "manifest.json").is_file():
-        from edgevid.train.folders import load_or_split
+        from edgevid.core.manifest import load_or_split
         from edgevid.train.synth import SynthConfig, make_synthetic_dataset
 
         make_synthetic_dataset(
@@ -206,8 +206,8 @@ def prepare_nncf(work: Path, clips: int, threads: int) -> Path | None:
         import openvino as ov
     except ImportError:
         return None
-    from edgevid.calib.clips import dataset_clips, graph_input
-    from edgevid.export.onnx_io import read_metadata
+    from edgevid.core.clips import dataset_clips, graph_input
+    from edgevid.core.onnx_file import read_metadata
 
     fp32 = work / GRAPH_FILES["fp32"]
     meta = read_metadata(fp32)
