@@ -245,3 +245,36 @@ def test_foreign_timing_cache_is_reported_and_replaced(tiny_onnx, tmp_path):
                    log=lines.append)  # fmt: skip
     assert any("replacing it" in line for line in lines)
     assert cache.read_bytes() != b"not a timing cache from this device"
+
+
+def test_onnx_compiles_to_a_cached_engine_on_first_use(tiny_onnx, tmp_path):
+    """The Jetson path: .onnx -> engine in the cache, found again by its key, same logits."""
+    reason = gpu_reason()
+    if reason:
+        pytest.skip(reason)
+    import numpy as np
+    import tensorrt as trt
+
+    from edgevid.runtime.backends import load_backend
+    from edgevid.runtime.backends.onnx_engine import (
+        RUNTIME_BATCH,
+        EngineKey,
+        build,
+        cached_engine,
+        graph_sha256,
+    )
+    from edgevid.runtime.backends.tensorrt import TensorRTBackend, gpu_name
+
+    key = EngineKey(graph_sha256(tiny_onnx), trt.__version__, gpu_name(), RUNTIME_BATCH, False)
+    lines: list[str] = []
+    engine, seconds = build(tiny_onnx, key, tmp_path, lines.append)
+    assert seconds > 0 and any("engine built in" in line for line in lines)
+    assert cached_engine(tiny_onnx, key, tmp_path) == engine
+    local = load_backend(tiny_onnx, "cpu")
+    m = local.meta
+    x = np.random.default_rng(0).standard_normal(
+        (3, m.num_frames, 3, m.image_size, m.image_size), dtype=np.float32
+    )
+    with TensorRTBackend(engine) as backend:
+        assert backend.name.startswith("tensorrt[")
+        np.testing.assert_allclose(backend.run(x), local.run(x), atol=1e-3)

@@ -17,7 +17,10 @@ DEVICE_HELP = (
     "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
     "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."
 )
-PRECISION_HELP = "OpenVINO inference precision [default: auto = bf16 where the CPU has it]."
+PRECISION_HELP = (
+    "OpenVINO inference precision [default: auto = bf16 where the CPU has it]. On a GPU with "
+    "TensorRT (Jetson), fp32 keeps an FP32 .onnx off FP16 kernels."
+)
 POSITIVE = click.FloatRange(min=0, min_open=True)
 
 

@@ -133,12 +133,14 @@ def onnx_to_engine(
     fp16_kernels: bool = False,
     log=None,
     meta: ModelMeta | None = None,
+    record: dict | None = None,
 ) -> Path:
     """Build a serialized engine for ``onnx_path`` with a (min, opt, max) batch profile.
 
     ``fp16_kernels``: let an FP32 graph use FP16 kernels (weakly typed TensorRT < 11).
     ``log``: a callable taking one line (timing-cache and DLA reports); None: silent.
-    ``meta``: the graph's metadata when the caller has it (the runtime has no ``onnx``)."""
+    ``meta``: the graph's metadata when the caller has it (the runtime has no ``onnx``).
+    ``record``: more fields for the sidecar's build record (the runtime's cache key)."""
     trt = load_tensorrt()
     say = log or (lambda line: None)
     meta = meta or read_metadata(onnx_path)
@@ -196,6 +198,7 @@ def onnx_to_engine(
         "strongly_typed": plan.strongly_typed,
         "builder_flags": list(plan.flags),
         "onnx": Path(onnx_path).name,
+        **(record or {}),
     }
     meta.replace(extra={**meta.extra, "engine": build}).save(sidecar_path(engine_path))
     return engine_path

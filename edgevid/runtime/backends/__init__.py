@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 
 from edgevid.errors import ModelError
@@ -74,7 +75,10 @@ def load_backend(
     """Open ``path`` with the backend its extension (or ``device``) calls for.
 
     ``precision`` is OpenVINO's inference precision (auto | fp32 | bf16 | fp16); giving one
-    other than auto with ``device="auto"`` picks OpenVINO, the backend that takes it.
+    other than auto with ``device="auto"`` picks OpenVINO, the backend that takes it. Where
+    TensorRT and a GPU exist but ONNX Runtime has no GPU provider (a Jetson), a ``.onnx`` is
+    compiled to a cached TensorRT engine instead (backends/onnx_engine.py); there ``fp32``
+    keeps an FP32 graph off FP16 kernels.
     """
     if device not in DEVICES:
         raise ModelError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
@@ -85,6 +89,12 @@ def load_backend(
         raise ModelError(f"{path}: model file not found")
     if precision not in (None, *PRECISIONS):
         raise ModelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if path.suffix.lower() == ".onnx" and device in ("auto", "tensorrt", "cuda"):
+        from edgevid.runtime.backends.onnx_engine import engine_backend
+
+        engine = engine_backend(path, device, precision, log=_stderr_line)
+        if engine is not None:  # TensorRT + a GPU that ONNX Runtime cannot use (Jetson)
+            return engine
     hinted = precision not in (None, "auto")
     if hinted and device == "auto":
         device = "openvino"
@@ -108,6 +118,11 @@ def load_backend(
 
 def _hint(precision: str | None) -> dict:
     return {} if precision is None else {"precision": precision}
+
+
+def _stderr_line(line: str) -> None:
+    """Progress of a long first-use step (an engine build), one line at a time."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _open(module: str, path: Path, device: str, threads: int | None, **options) -> Backend:

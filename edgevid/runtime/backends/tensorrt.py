@@ -146,6 +146,15 @@ class _PyCuda:
         return self.cuda.Context.get_device().name()
 
 
+def gpu_name() -> str:
+    """The current CUDA device's name (raises when there is no GPU or no CUDA library)."""
+    cuda = _cuda()
+    try:
+        return cuda.gpu_name()
+    finally:
+        cuda.free([], [])
+
+
 def _cuda():
     try:
         return _CudaPython()
