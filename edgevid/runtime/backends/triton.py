@@ -9,10 +9,11 @@ input/output names, data type and max_batch_size come from the same config. Many
 (and many boxes) share the server's GPUs; Triton batches their requests.
 
 A lost server is treated like a lost live stream: requests are retried with exponential
-backoff for ``reconnect_s`` seconds (default 10; ``?reconnect=S`` in the URI), then the run
-fails with one line. Per request the round trip is timed; at the end the server's own time
-per request (queue + compute, from its statistics) is subtracted to give the ``network``
-stage of the summary (an estimate: the statistics are per model, shared by all clients).
+backoff for ``reconnect_s`` seconds (default 10; ``?reconnect=S`` in the URI) on a fresh
+channel, then the run fails with one line. Per request the round trip is timed; at the end
+the server's mean time per request (queue + compute, from its statistics) is subtracted
+from the mean round trip to give the ``network`` line of the summary (an estimate: the
+statistics are per model, so other clients' requests in the same period count too).
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ class TritonBackend(Backend):
             return logits
 
     def timings(self) -> dict[str, list[float]]:
-        """The ``network`` stage: each round trip minus the server's mean time per request."""
+        """Per request the ``round trip``; ``network``: one value, the mean round trip minus
+        the server's mean time per request (queue + compute) over this run."""
         if not self._rtt or self.client is None:
             return {"round trip": list(self._rtt)} if self._rtt else {}
         try:
@@ -204,7 +206,8 @@ class TritonBackend(Backend):
             server = None  # the server is gone: no estimate, the round trips stay
         if server is None:
             return {"round trip": list(self._rtt)}
-        return {"round trip": list(self._rtt), "network": [max(r - server, 0.0) for r in self._rtt]}
+        network = max(sum(self._rtt) / len(self._rtt) - server, 0.0)  # one mean value
+        return {"round trip": list(self._rtt), "network": [network]}
 
     def close(self) -> None:
         client, self.client = getattr(self, "client", None), None
