@@ -278,3 +278,22 @@ def test_onnx_compiles_to_a_cached_engine_on_first_use(tiny_onnx, tmp_path):
     with TensorRTBackend(engine) as backend:
         assert backend.name.startswith("tensorrt[")
         np.testing.assert_allclose(backend.run(x), local.run(x), atol=1e-3)
+
+
+def test_build_progress_lines_are_phases_and_throttled_steps():
+    from edgevid.export.trt import BuildProgress
+
+    now = [0.0]
+    lines: list[str] = []
+    progress = BuildProgress(lines.append, every_s=10.0, clock=lambda: now[0])
+    progress.start("Building engine", None, 3)
+    progress.start("Tactic timing", "Building engine", 100)  # nested: no line of its own
+    for step in range(100):
+        now[0] += 0.5
+        assert progress.step("Tactic timing", step) is True
+    progress.finish("Tactic timing")
+    progress.finish("Building engine")
+    assert lines[0] == "  TensorRT: Building engine ..."
+    steps = [line for line in lines if "Tactic timing" in line]
+    assert steps == [f"  TensorRT: Tactic timing {n}/100" for n in (20, 40, 60, 80, 100)]
+    assert lines[-1] == "  TensorRT: Building engine done in 50.0 s"

@@ -26,6 +26,7 @@ build settings). Engines are specific to one GPU and TensorRT version: build on 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,58 @@ def check_dla_batch(batch: tuple[int, int, int]) -> tuple[int, int, int]:
     return batch
 
 
+class BuildProgress:
+    """The builder's top-level phases as lines, and at most one step line every ``every_s``
+    seconds (a Jetson build takes minutes). Fed by TensorRT's IProgressMonitor (>= 10)."""
+
+    def __init__(self, say, every_s: float = 10.0, clock=time.monotonic) -> None:
+        self.say, self.every_s, self.clock = say, every_s, clock
+        self.phases: dict[str, tuple[str | None, int, float]] = {}  # parent, steps, start
+        self.last = clock()
+
+    def start(self, phase: str, parent: str | None, steps: int) -> None:
+        self.phases[phase] = (parent, steps, self.clock())
+        if parent is None:
+            self.say(f"  TensorRT: {phase} ...")
+
+    def step(self, phase: str, step: int) -> bool:
+        now = self.clock()
+        if phase in self.phases and now - self.last >= self.every_s:
+            self.last = now
+            self.say(f"  TensorRT: {phase} {step + 1}/{self.phases[phase][1]}")
+        return True  # never cancel the build
+
+    def finish(self, phase: str) -> None:
+        parent, _, started = self.phases.pop(phase, (None, 0, self.clock()))
+        if parent is None:
+            self.say(f"  TensorRT: {phase} done in {self.clock() - started:.1f} s")
+
+
+def _attach_progress(trt, config, say):
+    """Report build progress through ``config.progress_monitor`` where TensorRT has one;
+    returns the monitor, which must stay referenced until the build ends."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+    progress = BuildProgress(say)
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            progress.start(phase_name, parent_phase, num_steps)
+
+        def step_complete(self, phase_name, step):
+            return progress.step(phase_name, step)
+
+        def phase_finish(self, phase_name):
+            progress.finish(phase_name)
+
+    monitor = Monitor()
+    config.progress_monitor = monitor
+    return monitor
+
+
 def trt_major(trt) -> int:
     return version_tuple(trt.__version__)[0]
 
@@ -181,8 +234,10 @@ def onnx_to_engine(
     profile.set_shape(input_name(meta), (lo, *shape), (opt, *shape), (hi, *shape))
     config.add_optimization_profile(profile)
     cache = _load_timing_cache(config, timing_cache, say)
+    monitor = _attach_progress(trt, config, say) if log is not None else None
 
     serialized = builder.build_serialized_network(network, config)
+    del monitor  # referenced until here: TensorRT calls it during the build
     if serialized is None:
         raise ExportError(f"TensorRT {trt.__version__} failed to build an engine for {onnx_path}")
     engine_path = Path(engine_path)
