@@ -10,6 +10,7 @@ publishes nothing, and its OSError names the artefact's path, not the temporary 
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import json
 import os
@@ -18,6 +19,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from edgevid.errors import EdgevidError
 
 Check = Callable[[Path], None]  # raises (an EdgevidError) if the written file is not whole
 
@@ -60,9 +63,16 @@ def atomic_path(
 
 @contextlib.contextmanager
 def _naming(path: Path, tmp: Path | None = None) -> Iterator[None]:
-    """Re-raise an OSError about ``tmp`` (or about no file) as one about ``path``."""
+    """Re-raise an OSError about ``tmp`` (or about no file) as one about ``path``; an
+    edgevid error that names ``tmp`` names ``path`` instead (the user never saw ``tmp``)."""
     try:
         yield
+    except EdgevidError as e:
+        if tmp is None or str(tmp) not in str(e) or len(e.args) != 1:
+            raise
+        renamed = copy.copy(e)
+        renamed.args = (str(e).replace(str(tmp), str(path)),)
+        raise renamed from e
     except OSError as e:
         if e.filename is None or (tmp is not None and str(tmp) in str(e.filename)):
             if e.errno is None:

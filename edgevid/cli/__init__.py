@@ -8,7 +8,11 @@ exit 1.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
@@ -26,7 +30,8 @@ class EdgevidGroup(click.Group):
 
     def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
         try:
-            rv = super().main(args, prog_name, standalone_mode=False, **extra)
+            with _sigterm_interrupts():
+                rv = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx is not None else "edgevid"
             click.echo(f"edgevid: error: {e.format_message()} (see '{where} --help')", err=True)
@@ -48,9 +53,39 @@ class EdgevidGroup(click.Group):
         except OSError as e:
             click.echo(f"edgevid: error: {os_error_line(e)}", err=True)
             ctx.exit(1)
+        except Terminated:
+            click.echo("edgevid: terminated (SIGTERM); nothing incomplete was kept", err=True)
+            ctx.exit(128 + signal.SIGTERM)
         except KeyboardInterrupt:
             click.echo("edgevid: interrupted", err=True)
             ctx.exit(130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, systemd) as an exception: the same unwinding as
+    Ctrl-C, so atomic writes discard their temporary files and finished ones are kept."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (where SIGTERM would
+    otherwise kill the process outright); a command may install its own handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def os_error_line(e: OSError) -> str:

@@ -176,7 +176,10 @@ def write_video(
                         str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h)
                     )
                     if not writer.isOpened():
-                        raise VideoError(f"{path}: OpenCV cannot write this container")
+                        raise VideoError(
+                            f"{path}: OpenCV cannot write this file (unsupported container, "
+                            "or the folder is full or read-only)"
+                        )
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else frame)
                 written += 1
         finally:

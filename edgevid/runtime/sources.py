@@ -223,7 +223,11 @@ def _open_network(uri: str, options: SourceOptions) -> FrameReader:
 
 
 def _local_path(uri: str) -> Path:
-    return Path(uri.removeprefix("file://")).expanduser()
+    path = Path(uri.removeprefix("file://"))
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "~name" of no such user: a literal file name
+        return path
 
 
 @register_source("folder", live=False, matches=lambda u: _local_path(u).is_dir())

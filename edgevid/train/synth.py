@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevid._atomic import atomic_dir
 from edgevid.core._cv import cv2
 from edgevid.core.video import write_video
 from edgevid.errors import DataError
@@ -110,13 +111,31 @@ def make_synthetic_dataset(
     config: SynthConfig | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Path]:
-    """Write ``classes x clips_per_class`` clips under ``out/<Motion>/``; return their paths."""
+    """Write ``classes x clips_per_class`` clips under ``out/<Motion>/``; return their paths.
+
+    ``out`` must be new or empty; the dataset appears there whole or not at all.
+    """
     cfg = config or SynthConfig()
     if not 2 <= classes <= len(MOTIONS):
         raise DataError(f"--classes must be between 2 and {len(MOTIONS)}, got {classes}")
     if clips_per_class < 1:
         raise DataError(f"--clips-per-class must be at least 1, got {clips_per_class}")
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        raise DataError(f"{out}: folder exists and is not empty; choose a new one")
+    with atomic_dir(out) as tmp:
+        rels = _write_clips(tmp, classes, clips_per_class, seed, cfg, progress)
+    return [out / r for r in rels]
+
+
+def _write_clips(
+    out: Path,
+    classes: int,
+    clips_per_class: int,
+    seed: int,
+    cfg: SynthConfig,
+    progress: Callable[[int], None] | None,
+) -> list[Path]:
     rng = np.random.default_rng(seed)
     paths: list[Path] = []
     for motion in MOTIONS[:classes]:
@@ -128,7 +147,7 @@ def make_synthetic_dataset(
             n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
             frames = render_clip(motion, n, rng, cfg, scene)  # type: ignore[arg-type]
             path = out / motion / f"v_{motion}_g{group + 1:02d}_c{clip + 1:02d}.mp4"
-            paths.append(write_video(path, frames, cfg.fps))
+            paths.append(write_video(path, frames, cfg.fps).relative_to(out))
             if progress:
                 progress(1)
     return paths
