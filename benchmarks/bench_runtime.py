@@ -10,6 +10,12 @@ file size + 300 MB). All numbers come from one run.
 
     python benchmarks/bench_runtime.py                        # fp32, int8 static + dynamic
     python benchmarks/bench_runtime.py --variant prune4 --graphs fp32
+    python benchmarks/bench_runtime.py --preprocess-only    # what the reference filter costs
+
+The preprocessing table compares, per frame of the three shared clips, ``prepare_frame``
+(Pillow's antialiased shrink, as the Hugging Face processor does it; computed only for the
+kept crop) with the shortcut it replaced (crop the centre square, then OpenCV INTER_AREA),
+timed interleaved in one process, and their distance from the processor itself.
 
 Graphs are exported once into --work (reused when present). Writes
 benchmarks/results/bench_runtime.json. This script imports torch (to export); the
@@ -65,6 +71,84 @@ def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path
     return paths
 
 
+def _shortcut(frame, size: int = 224):
+    """The pre-0.x prepare_frame: crop the centre square, then one INTER_AREA resize."""
+    import cv2
+
+    from edgevid.runtime.preprocess import center_crop, crop_box, resize_short_side
+
+    top, left, h, w = crop_box(*frame.shape[:2], size)
+    if h > size:
+        square = frame[top : top + h, left : left + w]
+        return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    return center_crop(resize_short_side(frame, size), size)
+
+
+def preprocess_cost(repeats: int = 3) -> list[dict]:
+    """ms/frame of prepare_frame vs the shortcut, and each one's distance from the HF
+    processor in 8-bit levels (mean, p99 over every frame), per shared clip."""
+    import time
+
+    import numpy as np
+
+    from edgevid.meta import KINETICS_MEAN, KINETICS_STD
+    from edgevid.runtime.preprocess import normalize_clip, prepare_frame
+    from edgevid.runtime.video import read_video
+
+    try:
+        import transformers
+
+        proc = transformers.VideoMAEImageProcessorPil(
+            image_mean=list(KINETICS_MEAN), image_std=list(KINETICS_STD)
+        )
+    except (ImportError, AttributeError):
+        proc = None
+    level = 1 / 255 / KINETICS_STD[0]
+    rows = []
+    for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"):
+        frames, _ = read_video(MEDIA / name)
+        times: dict[str, list[float]] = {"reference": [], "shortcut": []}
+        for _ in range(repeats):  # interleaved, so both see the same machine load
+            for f in frames:
+                for key, fn in (("reference", prepare_frame), ("shortcut", _shortcut)):
+                    t0 = time.perf_counter()
+                    fn(f, 224)
+                    times[key].append(time.perf_counter() - t0)
+        row = {"clip": name, "frames": len(frames), "size": list(frames.shape[1:3])}
+        for key in times:
+            row[f"{key}_ms"] = 1000 * float(np.median(times[key]))
+        if proc is not None:
+            for key, fn in (("reference", prepare_frame), ("shortcut", _shortcut)):
+                diffs = []
+                for i in range(0, len(frames), 32):
+                    chunk = list(frames[i : i + 32])
+                    ref = proc(chunk, return_tensors="np")["pixel_values"][0]
+                    ours = normalize_clip(np.stack([fn(f, 224) for f in chunk]),
+                                          KINETICS_MEAN, KINETICS_STD)  # fmt: skip
+                    diffs.append(np.abs(ours - ref).ravel() / level)
+                d = np.concatenate(diffs)
+                row[f"{key}_levels_mean"] = float(d.mean())
+                row[f"{key}_levels_p99"] = float(np.percentile(d, 99))
+        rows.append(row)
+    return rows
+
+
+def format_preprocess(rows: list[dict]) -> str:
+    lines = ["| clip | size | frames | ms/frame reference | ms/frame shortcut | ratio | "
+             "levels vs HF (mean / p99) reference | shortcut |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in rows:
+        lv = {k: f"{r.get(k + '_levels_mean', float('nan')):.2f} / "
+                 f"{r.get(k + '_levels_p99', float('nan')):.0f}"
+              for k in ("reference", "shortcut")}  # fmt: skip
+        lines.append(
+            f"| {r['clip']} | {r['size'][1]}x{r['size'][0]} | {r['frames']} | "
+            f"{r['reference_ms']:.2f} | {r['shortcut_ms']:.2f} | "
+            f"{r['reference_ms'] / r['shortcut_ms']:.1f}x | {lv['reference']} | {lv['shortcut']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="prune8")
@@ -76,9 +160,19 @@ def main() -> None:
     ap.add_argument("--target-fps", type=float, default=30.0)
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / ".cache"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_runtime.json"))
+    ap.add_argument("--preprocess-only", action="store_true", help="only the preprocess table")
     a = ap.parse_args()
 
     from edgevid._atomic import write_json
+
+    print("preprocessing: reference filter vs the crop-first shortcut ...", flush=True)
+    pre = preprocess_cost()
+    print(format_preprocess(pre))
+    if a.preprocess_only:
+        out = Path(a.out).with_name("bench_preprocess.json")
+        write_json(out, {"load_average_at_end": os.getloadavg(), "results": pre})
+        print(f"\nwrote {out}")
+        return
     from edgevid.runtime.bench import bench_models, format_table
 
     graphs = [g.strip() for g in a.graphs.split(",") if g.strip()]
@@ -119,6 +213,7 @@ def main() -> None:
         "every": a.every,
         "target_fps": a.target_fps,
         "results": rows,
+        "preprocess": pre,
     }
     write_json(a.out, report)
     print(f"\nwrote {a.out}")
