@@ -75,7 +75,7 @@ def _shortcut(frame, size: int = 224):
     """The pre-0.x prepare_frame: crop the centre square, then one INTER_AREA resize."""
     import cv2
 
-    from edgevid.runtime.preprocess import center_crop, crop_box, resize_short_side
+    from edgevid.core.preprocess import center_crop, crop_box, resize_short_side
 
     top, left, h, w = crop_box(*frame.shape[:2], size)
     if h > size:
@@ -91,9 +91,9 @@ def preprocess_cost(repeats: int = 3) -> list[dict]:
 
     import numpy as np
 
-    from edgevid.meta import KINETICS_MEAN, KINETICS_STD
-    from edgevid.runtime.preprocess import normalize_clip, prepare_frame
-    from edgevid.runtime.video import read_video
+    from edgevid.core.meta import KINETICS_MEAN, KINETICS_STD
+    from edgevid.core.preprocess import normalize_clip, prepare_frame
+    from edgevid.core.video import read_video
 
     try:
         import transformers

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgevid.cli.data import RATIOS
-from edgevid.errors import DataError, EdgevidError, MetadataError, SourceError
+from edgevid.core.manifest import Manifest
 from edgevid.core.meta import ModelMeta
+from edgevid.errors import DataError, EdgevidError, MetadataError, SourceError
 from edgevid.runtime.smoothing import make_smoother
 from edgevid.runtime.sources import resolve_source
-from edgevid.core.manifest import Manifest
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip

@@ -66,7 +66,7 @@ def test_matches_hugging_face_processor(media_dir, name):
 def test_matches_hugging_face_processor_on_every_frame(media_dir, name):
     """The issue-13 bound over whole clips: mean <= 0.5 level, 99th percentile <= 3 levels
     (the crop-first shortcut gave 1.1 / 6 on bigbuckbunny, max 44 on bikes)."""
-    from edgevid.runtime.video import read_video
+    from edgevid.core.video import read_video
 
     frames, _ = read_video(media_dir / name)
     d = _levels(_hf_processor(), frames)
