@@ -154,8 +154,8 @@ def prepare(variant: str, work: Path, accuracy_clips: int, calib_clips: int) -> 
     import torch
 
     from edgevid._atomic import write_json
-    from edgevid.core.clips import ClipSet, dataset_clips, folder_clips, graph_input
     from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.core.clips import ClipSet, dataset_clips, folder_clips, graph_input
     from edgevid.export.torch_to_onnx import torch_to_onnx
     from edgevid.export.verify import torch_logits
     from edgevid.train.checkpoint import meta_for

@@ -219,3 +219,28 @@ def test_cli_run_prints_the_auto_choice_once(tiny_onnx, media_dir, tmp_path):
     lines = [line for line in p.stderr.splitlines() if line.startswith("backend: ")]
     assert len(lines) == 1 and "(measured: " in lines[0]
     assert [json.loads(line)["label"] for line in p.stdout.splitlines()]
+
+
+def test_export_openvino_writes_verified_ir_that_runs_like_the_graph(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevid.cli import main
+
+    out = tmp_path / "out"
+    args = ["export", "--checkpoint", str(tiny_checkpoint), "--int8", "dynamic", "--openvino"]
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    stems = ("tiny-prune8", "tiny-prune8-int8-dynamic")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{s}{e}" for s in stems for e in (".onnx", ".json", ".xml", ".bin"))
+    # verified as OpenVINO runs it: 4 rows, the IR rows name the precision they ran at
+    assert "FAIL" not in r.output and r.output.count(" ok") == 4
+    assert "fp32@ov-bf16" in r.output or "fp32@ov-fp32" in r.output
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 3, 32, 32), dtype=np.float32)
+    for stem in stems:  # the IR is the graph: same logits at f32, same metadata
+        ir = load_backend(out / f"{stem}.xml", precision="fp32")
+        graph = load_backend(out / f"{stem}.onnx", "openvino", precision="fp32")
+        assert ir.name == "openvino[CPU,fp32]" and ir.meta == graph.meta
+        np.testing.assert_allclose(ir.run(x), graph.run(x), atol=1e-5)
+    assert load_backend(out / "tiny-prune8.xml").name.startswith("openvino[CPU,")  # .xml: OV

@@ -52,6 +52,7 @@ class ExportConfig:
     workspace_mb: int = 2048  # TensorRT builder workspace
     dla_core: int | None = None  # Jetson DLA core for the engines
     triton: str | None = None  # write a Triton model repository here
+    openvino: bool = False  # also write OpenVINO IR (.xml/.bin) of each graph, verified too
 
 
 @dataclass
@@ -59,6 +60,7 @@ class ExportResult:
     graphs: list[Path] = field(default_factory=list)  # ONNX graphs, FP32 first
     engines: list[Path] = field(default_factory=list)  # TensorRT engines
     triton: list[Path] = field(default_factory=list)  # Triton model folders
+    openvino: list[Path] = field(default_factory=list)  # OpenVINO IR .xml files (+ .bin)
     verification: list = field(default_factory=list)  # edgevid.export.verify.Verification
     table: str = ""  # the verification table as printed
 
@@ -295,8 +297,14 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
         )
     if cfg.int8:
         result.graphs.append(_quantize(cfg, fp32, work / f"{stem}-int8-{cfg.int8}.onnx", log))
+    if cfg.openvino:
+        from edgevid.export.openvino_ir import onnx_to_ir
+
+        for graph in result.graphs:
+            ir = graph.with_suffix(".xml")  # shares the graph's sidecar <stem>.json
+            result.openvino.append(_timed(log, "OpenVINO IR", onnx_to_ir, graph, ir))
     if cfg.verify:
-        result.verification, result.table = _verify(cfg, model, result.graphs, log)
+        result.verification, result.table = _verify(cfg, model, result, log)
     if cfg.trt:
         from edgevid.export.trt import onnx_to_engine
 
@@ -341,14 +349,21 @@ def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
     )
 
 
-def _verify(cfg: ExportConfig, model, graphs: list[Path], log):
+def _verify(cfg: ExportConfig, model, result: ExportResult, log):
     from edgevid.core.onnx_file import read_metadata
-    from edgevid.export.verify import format_table, require_pass, torch_logits, verify_graph
+    from edgevid.export.verify import (
+        format_table,
+        require_pass,
+        torch_logits,
+        verify_graph,
+        verify_openvino,
+    )
 
-    meta = read_metadata(graphs[0])
+    meta = read_metadata(result.graphs[0])
     clips = verification_clips(cfg, meta)
     reference = torch_logits(model, clips, meta)
-    results = [verify_graph(g, reference, clips) for g in graphs]
+    results = [verify_graph(g, reference, clips) for g in result.graphs]
+    results += [verify_openvino(ir, reference, clips) for ir in result.openvino]
     table = format_table(results)
     log(table)
     require_pass(results)
@@ -360,13 +375,14 @@ def _publish(
 ) -> ExportResult:
     """Move every artefact (and its sidecar) from staging into ``out``; then Triton."""
     moved: dict[Path, Path] = {}
-    for path in [*result.graphs, *result.engines]:
-        for f in (path, sidecar_path(path)):
+    for path in [*result.graphs, *result.engines, *result.openvino]:
+        for f in (path, sidecar_path(path), path.with_suffix(".bin")):  # .bin: an IR's weights
             if f.exists() and f not in moved:
                 moved[f] = out / f.name
                 os.replace(f, moved[f])
     result.graphs = [moved[g] for g in result.graphs]
     result.engines = [moved[e] for e in result.engines]
+    result.openvino = [moved[x] for x in result.openvino]
     if triton is not None:
         from edgevid.export.triton import write_repository
 

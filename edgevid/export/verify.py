@@ -122,6 +122,30 @@ def judge(stats: dict[str, float], tolerance: Tolerance) -> str:
     return ""
 
 
+def openvino_logits(
+    path: str | os.PathLike, clips: ClipSet, precision: str | None = None, batch_size: int = 8
+) -> tuple[np.ndarray, ModelMeta, str]:
+    """OpenVINO logits (N, C) through the runtime's backend, its metadata, and the precision
+    it ran at (auto: bf16 where the CPU has it)."""
+    from edgevid.runtime.backends import load_backend
+
+    backend = load_backend(path, "openvino", precision=precision)
+    x = graph_input(clips.frames, backend.meta)
+    out = [backend.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out), backend.meta, backend.precision
+
+
+def verify_openvino(
+    path: str | os.PathLike, reference: np.ndarray, clips: ClipSet, precision: str | None = None
+) -> Verification:
+    """Verify a graph or IR as the OpenVINO backend runs it (bf16 where the CPU has it):
+    an FP32 graph run at bf16 is judged by the bf16 tolerance, an INT8 one by its own."""
+    logits, meta, ran_at = openvino_logits(path, clips, precision)
+    key = "bf16" if ran_at == "bf16" and meta.precision in ("fp32", "fp16") else meta.precision
+    return _verification(path, meta, f"{meta.precision}@ov-{ran_at}", logits, reference, clips,
+                         TOLERANCES.get(key, TOLERANCES["fp32"]))  # fmt: skip
+
+
 def verify_graph(
     path: str | os.PathLike,
     reference: np.ndarray,
@@ -130,12 +154,25 @@ def verify_graph(
 ) -> Verification:
     """Run the graph at ``path`` on ``clips`` and compare with the PyTorch ``reference``."""
     meta = read_metadata(path)
+    tolerance = tolerance or TOLERANCES.get(meta.precision, TOLERANCES["fp32"])
     logits = onnx_logits(path, clips)
+    return _verification(path, meta, meta.precision, logits, reference, clips, tolerance)
+
+
+def _verification(
+    path: str | os.PathLike,
+    meta: ModelMeta,
+    precision: str,
+    logits: np.ndarray,
+    reference: np.ndarray,
+    clips: ClipSet,
+    tolerance: Tolerance,
+) -> Verification:
     stats = compare(reference, logits)
-    reason = judge(stats, tolerance or TOLERANCES.get(meta.precision, TOLERANCES["fp32"]))
+    reason = judge(stats, tolerance)
     return Verification(
         model=Path(path).name,
-        precision=meta.precision,
+        precision=precision,
         clips=len(clips),
         max_abs=stats["max_abs"],
         mean_abs=stats["mean_abs"],
