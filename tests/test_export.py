@@ -194,8 +194,13 @@ def assert_clean_error(r: subprocess.CompletedProcess, *fragments: str) -> None:
 def test_cli_export_writes_verified_graphs_and_a_triton_repo(tiny_checkpoint, tmp_path):
     out, repo = tmp_path / "out", tmp_path / "repo"
     args = ["export", "--checkpoint", str(tiny_checkpoint), "--fp16", "--int8", "dynamic"]
-    r = CliRunner().invoke(main, [*args, "--out", str(out), "--triton", str(repo)])
+    triton = ["--triton", str(repo), "--batch", "1:2:4"]  # MAX is max_batch_size
+    r = CliRunner().invoke(main, [*args, "--out", str(out), *triton])
     assert r.exit_code == 0, r.output
+    configs = sorted(repo.glob("*/config.pbtxt"))
+    assert len(configs) == 3
+    for config in configs:
+        assert "max_batch_size: 4\n" in config.read_text()
     names = sorted(p.name for p in out.iterdir())
     stems = ("tiny-prune8", "tiny-prune8-fp16", "tiny-prune8-int8-dynamic")
     assert names == sorted(f"{stem}{ext}" for stem in stems for ext in (".onnx", ".json"))
