@@ -620,3 +620,36 @@ def _assert_whole(command: str, out: Path, killed: bool) -> None:
             assert probe_video(video).num_frames > 0
             lines = (out / "r.jsonl").read_text().splitlines()
             assert all(json.loads(line)["label"] for line in lines)
+
+
+# --- 6. the network: variants without weights never touch it; offline is found at once ------
+@needs_torch
+def test_tiny_variant_export_never_touches_the_network(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    calls = []
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("socket.create_connection", lambda *a, **k: calls.append(a))
+    code, out = invoke(["export", "--variant", "tiny-prune8", "--out", tmp_path / "o"])
+    assert_one_line(code, out, "has no published pretrained weights")
+    assert calls == [] and not (tmp_path / "o").exists()
+
+
+@needs_torch
+def test_unreachable_hub_switches_to_offline_at_once(monkeypatch):
+    """One probe of a closed port: refused at once, and the hub client goes offline (cache
+    only) instead of retrying for minutes."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from edgevid.train.models.timesformer import offline_unless_hub_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert offline_unless_hub_reachable() is True
+    assert constants.HF_HUB_OFFLINE is True and constants.is_offline_mode()

@@ -242,7 +242,8 @@ def test_export_killed_mid_write_keeps_the_previous_artefact(tiny_checkpoint, tm
 
 def test_soak_looped_stream_memory_and_threads_stay_bounded(tiny_onnx):
     """~20 s of a live MJPEG stream on 127.0.0.1 through the full loop: RSS does not grow
-    beyond a small bound once warm, and no capture thread outlives the run."""
+    beyond a small bound once warm, and no capture thread outlives the run. Nothing here
+    depends on the machine's speed: RSS is sampled by time, not by result count."""
     from edgevid.runtime.stream import StreamConfig, Streamer
 
     def rss_mb() -> float:
@@ -254,16 +255,18 @@ def test_soak_looped_stream_memory_and_threads_stay_bounded(tiny_onnx):
     samples: list[float] = []
     with MjpegServer(per_connection=10**6, fps=120) as srv:
         streamer = Streamer([srv.url], str(tiny_onnx), StreamConfig(every=2, stride=1))
-        t0 = time.monotonic()
+        t0 = next_sample = time.monotonic()
         results = 0
         for step in streamer.steps():
             results += len(step.results)
-            if results and results % 50 == 0:
+            now = time.monotonic()
+            if results and now >= next_sample:
                 samples.append(rss_mb())
-            if time.monotonic() - t0 > 20:
+                next_sample = now + 0.5
+            if now - t0 > 20:
                 break
         streamer.close()
-    assert results > 200, results
+    assert results > 0 and len(samples) >= 8, (results, len(samples))  # the loop really ran
     warm = samples[len(samples) // 4 :]
     assert max(warm) - warm[0] < 25, f"RSS grew {warm[0]:.0f} -> {max(warm):.0f} MB"
     deadline = time.monotonic() + 5

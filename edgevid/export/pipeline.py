@@ -154,12 +154,18 @@ def check_collision(out: Path, stem: str, source: str) -> None:
 
 def load_model(cfg: ExportConfig):
     """The PyTorch model and its metadata, from a checkpoint or a registry variant."""
+    from edgevid.train.build import default_weights
     from edgevid.train.checkpoint import load_checkpoint, meta_for
     from edgevid.train.models import create_model, model_spec
 
     if cfg.checkpoint:
         return load_checkpoint(cfg.checkpoint)
     spec = model_spec(cfg.variant)  # unknown names fail here with the list of variants
+    if not cfg.random_init and cfg.weights is None and default_weights(cfg.variant) is None:
+        raise ModelError(  # nothing to download: never touch the network for it
+            f"{cfg.variant} has no published pretrained weights; export a trained model with "
+            "--checkpoint RUN/best, or pass --weights DIR (or --random-init, speed tests only)"
+        )
     if cfg.random_init:
         model = create_model(cfg.variant).eval()
         meta = meta_for(model)
@@ -181,8 +187,14 @@ def _pretrained_labels(family: str, weights: str | None) -> list[str]:
         raise ModelError(f"the {family} family has no pretrained weights; train it first")
     from transformers import TimesformerConfig
 
-    from edgevid.train.models.timesformer import DEFAULT_WEIGHTS, load_pretrained
+    from edgevid.train.models.timesformer import (
+        DEFAULT_WEIGHTS,
+        load_pretrained,
+        offline_unless_hub_reachable,
+    )
 
+    if not (weights and Path(weights).is_dir()):
+        offline_unless_hub_reachable()
     try:
         cfg = TimesformerConfig.from_pretrained(weights or DEFAULT_WEIGHTS)
     except (OSError, ValueError):

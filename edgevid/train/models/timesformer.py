@@ -87,11 +87,36 @@ def set_labels(model: TimesformerForVideoClassification, labels: Sequence[str]) 
     cfg.label2id = {name: i for i, name in enumerate(labels)}
 
 
+def offline_unless_hub_reachable(timeout_s: float = 2.0) -> bool:
+    """Before a hub download: unless HF_HUB_OFFLINE already says so, one short TCP probe of
+    the hub; where it fails, offline mode (the local cache only) for the rest of the process.
+
+    A machine without a network then fails in seconds with the clear error, instead of
+    minutes of the hub client's retries. Returns whether the hub is treated as offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        return False
+    except OSError:
+        constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub and transformers
+        os.environ["HF_HUB_OFFLINE"] = "1"  # and by any child process
+        return True
+
+
 def load_pretrained(weights: str) -> TimesformerForVideoClassification:
     """A hub id or a local folder -> model; offline failures become one clear ModelError."""
     local = os.path.isdir(weights)
     if not local and weights.startswith((".", "/", "~")):
         raise ModelError(f"{weights}: weights folder not found")
+    if not local:
+        offline_unless_hub_reachable()
     try:
         return TimesformerForVideoClassification.from_pretrained(weights)
     except (OSError, ValueError) as e:
