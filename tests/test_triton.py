@@ -105,3 +105,24 @@ def test_uri_parsing():
     for bad in ("triton://host", "triton://host:x/m", "triton://h/m?retries=3", "triton://h/a/b"):
         with pytest.raises(ModelError, match="triton://"):
             parse_uri(bad)
+
+
+def test_server_time_per_request_and_a_config_without_metadata():
+    from edgevid.errors import MetadataError
+    from edgevid.runtime.backends.triton import (
+        meta_from_config,
+        parse_uri,
+        server_seconds_per_request,
+    )
+
+    def stats(ns: int, count: int) -> dict:  # get_inference_statistics(as_json=True) shape
+        part = {"count": str(count), "ns": str(ns)}
+        inference = {k: part for k in ("queue", "compute_input", "compute_infer")}
+        inference["success"] = {"count": str(count)}
+        return {"model_stats": [{"inference_stats": inference}]}
+
+    # 4 new requests, each stage 8 ms in all (2 ms per request), 3 stages -> 6 ms each
+    assert server_seconds_per_request(stats(0, 0), stats(8_000_000, 4)) == 0.006
+    assert server_seconds_per_request(stats(5, 2), stats(5, 2)) is None  # nothing new
+    with pytest.raises(MetadataError, match="no 'edgevid' parameter"):
+        meta_from_config(parse_uri("triton://h/m"), {"name": "m", "parameters": {}})
