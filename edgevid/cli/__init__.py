@@ -123,6 +123,10 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # Seeded runs give the same numbers whatever the machine's load: no BLAS/OpenMP thread
+    # counts chosen at run time (the count itself is fixed per run by the trainer).
+    os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+    os.environ.setdefault("OMP_DYNAMIC", "FALSE")
 
 
 # One module per stage; each lists its click commands in COMMANDS.

@@ -115,6 +115,14 @@ def _manifest(data: Path):
     help="Also save last/ every N steps (0: each epoch).",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="CPU threads, fixed for the run (0: torch's default). A seeded run gives the same "
+    "numbers with the same count, however busy the machine.",
+)
 @click.option("--out", type=PATH, help="Run folder to create (RUN_DIR).")
 @click.option("--resume", type=PATH, help="Continue the run in this RUN_DIR where it stopped.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -135,6 +143,7 @@ def train(
     workers,
     save_every,
     seed,
+    threads,
     out,
     resume,
     quiet,
@@ -184,6 +193,7 @@ def train(
             num_workers=workers,
             save_every=save_every,
             seed=seed,
+            threads=threads,
         )
         result = run(cfg, manifest, out, progress=not quiet)
     if not result.is_main:  # one report per data-parallel run, from process 0

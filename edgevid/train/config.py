@@ -49,6 +49,8 @@ class TrainConfig:
     clip_memory_mb: float = 1024.0  # else keep unaugmented decoded clips in RAM, per split
     num_workers: int = 0  # DataLoader worker processes decoding clips
     seed: int = 0  # seeds data order, augmentation, initialisation
+    threads: int = 0  # torch CPU threads, fixed for the run (0: torch's default, recorded);
+    # float sums depend on it, so a seeded run is reproduced with the same count
     save_every: int = 0  # also save last/ every N optimiser steps (0: once per epoch)
     eval_every: int = 1  # validate every N epochs (and always after the last)
     mixed_precision: str = "auto"  # "auto": bf16 on a CUDA GPU, fp32 on CPU; or "no"/"fp16"/"bf16"

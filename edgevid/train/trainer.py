@@ -103,6 +103,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def fix_threads(threads: int) -> int:
+    """Pin torch's CPU thread count (``0``: keep its default) and return it.
+
+    Parallel float reductions split their work by thread, so the count decides the last
+    bits of every result; pinned (and recorded in the run's config), a seeded run gives the
+    same numbers however busy the machine is. Deterministic algorithms are chosen where
+    torch has both kinds."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    n = threads or torch.get_num_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    return n
+
+
 def rng_state() -> dict[str, Any]:
     """Every RNG's state in plain types and tensors (saved as JSON + safetensors, no pickle)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -183,6 +199,7 @@ class Trainer:
             )
         self.progress = progress
         self.acc = make_accelerator(cfg.mixed_precision)
+        cfg.threads = fix_threads(cfg.threads)
         seed_everything(cfg.seed)
         if model is None:
             model = build_model(cfg.variant, manifest.classes, cfg.weights, cfg.zero_shot)
