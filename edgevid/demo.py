@@ -212,7 +212,7 @@ def _runtime(cfg: DemoConfig, graphs: dict[str, list[Path]], manifest, out: Path
 
 def _run_stream(source: Path, model: Path, video_out: Path, json_out: Path) -> dict:
     from edgevid.runtime.run import run_streams
-    from edgevid.runtime.stream import StreamConfig, Streamer
+    from edgevid.runtime.streamer import StreamConfig, Streamer
 
     streamer = Streamer([str(source)], str(model), StreamConfig(every=4))
     return run_streams(streamer, output=video_out, json_path=json_out).stats.summary()

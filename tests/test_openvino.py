@@ -196,7 +196,7 @@ def test_run_with_openvino_end_to_end_without_torch(tiny_onnx, media_dir):
     code = (
         "import sys\n"
         "from edgevid.runtime.classifier import Classifier\n"
-        "from edgevid.runtime.stream import stream\n"
+        "from edgevid.runtime.streamer import stream\n"
         f"clf = Classifier({str(tiny_onnx)!r}, device='openvino')\n"
         f"results = list(stream({str(media_dir / 'bikes.mp4')!r}, clf, max_frames=40))\n"
         "assert results and all(0 <= r.score <= 1 for r in results), results\n"

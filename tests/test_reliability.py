@@ -244,7 +244,7 @@ def test_soak_looped_stream_memory_and_threads_stay_bounded(tiny_onnx):
     """~20 s of a live MJPEG stream on 127.0.0.1 through the full loop: RSS does not grow
     beyond a small bound once warm, and no capture thread outlives the run. Nothing here
     depends on the machine's speed: RSS is sampled by time, not by result count."""
-    from edgevid.runtime.stream import StreamConfig, Streamer
+    from edgevid.runtime.streamer import StreamConfig, Streamer
 
     def rss_mb() -> float:
         with open("/proc/self/status") as f:

@@ -15,14 +15,17 @@ import pytest
 from edgevid.core._cv import cv2
 from edgevid.core.video import iter_frames, probe_video, read_video
 from edgevid.runtime.classifier import Classifier
-from edgevid.runtime.stream import Streamer, stream
+from edgevid.runtime.streamer import Streamer, stream
 from tests.conftest import with_ctrl_c
 from tests.test_sources import FAST, MjpegServer
 
 onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (onnx)")
 from tests.test_runtime_classifier import with_metadata  # noqa: E402
 
-RESULT_KEYS = {"stream", "source", "frame", "timestamp", "label", "score", "top_k", "latency_ms"}
+RESULT_KEYS = {
+    "stream", "source", "model", "time", "frame", "timestamp", "window_start", "label", "score",
+    "top_k", "latency_ms",
+}  # fmt: skip
 
 
 def edgevid(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
@@ -158,7 +161,9 @@ def test_run_annotated_output_is_readable(tiny_onnx, media_dir, tmp_path):
     annotated = list(iter_frames(out))
     band = slice(0, 20)  # the label band is drawn on black at the top
     assert annotated[60][band].mean() < original[60][band].mean() - 30
-    assert np.abs(annotated[60][80:].astype(int) - original[60][80:]).mean() < 8  # rest kept
+    assert np.abs(annotated[60][80:130].astype(int) - original[60][80:130]).mean() < 8  # kept
+    strip = slice(133, 144)  # the segment timeline along the bottom (8% of the height)
+    assert annotated[60][strip].mean() < original[60][strip].mean() - 20
     assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]  # no temp files left
 
 
@@ -276,7 +281,10 @@ def test_lost_stream_via_cli_is_a_clear_error(tiny_onnx, tmp_path):
     assert err[-1] == f"edgevid: error: {srv.url}: stream lost and not back after 1 s"
     read, dropped = (int(n) for n in re.match(r"(\d+) frames read, (\d+) dropped", err[0]).groups())
     assert read + dropped == 30  # the summary still comes first
-    assert not (tmp_path / "r.jsonl").exists()  # a failed run leaves no partial file
+    # the JSON lines are a live log: every line written before the loss is there and whole
+    inferences = int(re.search(r"(\d+) inferences", err[0]).group(1))
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(rows) == inferences >= 1 and all(set(r) == RESULT_KEYS for r in rows)
 
 
 def test_bench_reports_every_number(tiny_onnx, media_dir, tmp_path):
@@ -316,7 +324,7 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert first["frame"] == 7 and "Traceback" not in stderr
+    assert first["frame"] >= 7 and "Traceback" not in stderr  # 7 unless frames were dropped
     read = int(re.match(r"(\d+) frames read", stderr).group(1))
     assert 8 <= read < 250  # stopped early, paced at 25 fps
     assert read - 1 <= probe_video(out).num_frames <= read  # the interrupted step may be cut

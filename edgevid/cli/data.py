@@ -58,20 +58,39 @@ def data() -> None:
     type=click.IntRange(min=1),
     help="Clips sharing one scene, like a UCF101 group.",
 )
+@click.option("--untrimmed", is_flag=True,
+              help="Instead: one untrimmed video OUT/untrimmed.mp4 of --segments actions "
+              "back to back, with its true boundaries in OUT/untrimmed.json.")  # fmt: skip
+@click.option("--segments", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Actions in the --untrimmed video (3-5 s each).")  # fmt: skip
 def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, fps: float,
-          clips_per_group: int) -> None:  # fmt: skip
+          clips_per_group: int, untrimmed: bool, segments: int) -> None:  # fmt: skip
     """Write a synthetic action dataset to OUT whose classes differ only by motion.
 
     \b
     Classes: MoveLeft, MoveRight, MoveUp, MoveDown, Grow, Shrink, TurnCW, TurnCCW
     (the first --classes of them). One frame cannot tell them apart; the order of
     frames can. Files are real .mp4 clips named like UCF101 (v_<Class>_gGG_cCC.mp4).
-    Example: edgevid data synth data/synth --clips-per-class 40
+    With --untrimmed: one long video of actions back to back and its ground truth, to
+    measure action segments (edgevid run --events).
+    \b
+    Examples:
+      edgevid data synth data/synth --clips-per-class 40
+      edgevid data synth data/untrimmed --untrimmed --classes 3 --segments 10
     """
-    from edgevid.train.synth import SynthConfig, make_synthetic_dataset
+    from edgevid.train.synth import SynthConfig, make_synthetic_dataset, make_untrimmed_video
 
     w, h = _parse_size(size)
     cfg = SynthConfig(width=w, height=h, fps=fps, clips_per_group=clips_per_group)
+    if untrimmed:
+        truth = make_untrimmed_video(
+            out / "untrimmed.mp4", classes=classes, segments=segments, seed=seed, config=cfg
+        )
+        click.echo(
+            f"wrote {out / 'untrimmed.mp4'} ({truth[-1].end:.1f} s, {len(truth)} actions) "
+            f"and {out / 'untrimmed.json'}"
+        )
+        return
     with click.progressbar(length=classes * clips_per_class, label="writing clips") as bar:
         paths = make_synthetic_dataset(
             out,

@@ -33,8 +33,9 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option(
     "--model", "-m", required=True,
     help="Exported model: .onnx (ONNX Runtime or OpenVINO), .xml (OpenVINO IR) or "
-    ".engine/.plan (TensorRT), or a model served by Triton: triton://HOST:PORT/MODEL "
-    "(gRPC port; pip install 'edgevid[triton]').",
+    ".engine/.plan (TensorRT), an export folder (its FP32 graph), a training checkpoint "
+    "folder (exported on the fly when torch is installed), or a model served by Triton: "
+    "triton://HOST:PORT/MODEL (gRPC port; pip install 'edgevid[triton]').",
 )  # fmt: skip
 @click.option("--every", default=8, show_default=True, type=click.IntRange(min=1),
               help="One inference every K frames.")  # fmt: skip
@@ -46,11 +47,45 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               help='Below this probability the label is "uncertain".')  # fmt: skip
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1),
               help="Classes reported per result.")  # fmt: skip
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON lines to FILE instead of stdout.")  # fmt: skip
+@click.option("--json", "json_path", default="-", show_default=True,
+              help="Live JSON-lines log of every result: FILE, or - for stdout. Each line is "
+              "written and flushed as the result is produced (tail -f it).")  # fmt: skip
+@click.option(
+    "--events",
+    "events_path",
+    default=None,
+    help="Live JSON-lines log of action segments (opened / closed): FILE or -.",
+)
+@click.option("--publish", default=None, metavar="mqtt://HOST[:PORT]/TOPIC",
+              help="Publish every result to TOPIC and every segment event to TOPIC/segments "
+              "(needs edgevid[mqtt]). A dead broker never stalls the video: messages wait "
+              "in a bounded outbox, then are dropped and counted.")  # fmt: skip
+@click.option(
+    "--mqtt-outbox",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Messages held while the broker is away before new ones are dropped.",
+)
+@click.option("--segment-threshold", default=0.5, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="A label must reach this probability to open a segment.")  # fmt: skip
+@click.option(
+    "--segment-release",
+    default=0.35,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="An open segment holds while its label stays at or above this.",
+)
+@click.option("--segment-min-s", default=None, type=click.FloatRange(min=0),
+              help="Seconds a label must hold to open, and be gone to close, a segment "
+              "[default: half the model's window].")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Annotated video (label, score bar, fps); out_N.mp4 per stream "
-              "if several.")  # fmt: skip
+              help="Annotated video (label, score bar, fps, segment timeline); out_N.mp4 "
+              "per stream if several.")  # fmt: skip
+@click.option("--output-segment-s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Write the video in parts of N seconds (out-0000.mp4, out-0001.mp4, ...), "
+              "each published as soon as it is complete: for long live runs.")  # fmt: skip
 @click.option("--show", is_flag=True, help="Show the annotated stream in a window (q quits).")
 @click.option("--realtime", is_flag=True, help="Pace files at their fps, like a camera.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
@@ -68,31 +103,44 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
     sources: tuple[str, ...], model: str, every: int, stride: int | None, smooth: str,
-    threshold: float, top_k: int, json_path: Path | None, output: Path | None, show: bool,
-    realtime: bool, max_frames: int | None, reconnect_timeout: float, timeout: float,
-    queue_size: int, device: str, precision: str | None, threads: int | None, quiet: bool,
+    threshold: float, top_k: int, json_path: str, events_path: str | None,
+    publish: str | None, mqtt_outbox: int, segment_threshold: float, segment_release: float,
+    segment_min_s: float | None, output: Path | None, output_segment_s: float | None,
+    show: bool, realtime: bool, max_frames: int | None, reconnect_timeout: float,
+    timeout: float, queue_size: int, device: str, precision: str | None, threads: int | None,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Classify actions in camera, network or file streams in real time.
 
     Frames go through a rolling buffer of T frames spaced like the model's training clips;
-    every K frames the buffer is classified. One JSON line per result on stdout (or --json
-    FILE): stream, frame, timestamp, label, score, top_k, latency_ms. A summary (frames
-    read/dropped, fps, latency p50/p95/p99 per stage) goes to stderr at the end or on Ctrl-C.
+    every K frames the buffer is classified. Every result leaves as it is produced: a JSON
+    line on stdout (or --json FILE) with stream, source, model, time (wall clock),
+    frame, timestamp (media time), window_start, label, score, top_k, latency_ms; and on
+    MQTT with --publish. Results become action segments (a label holding for a while,
+    with hysteresis): --events FILE logs them as they open and close, the annotated video
+    draws them as a timeline, the summary lists them.
+
+    A summary (frames read/dropped, fps, latency p50/p95/p99 per stage, segments) goes to
+    stderr at the end. Ctrl-C, SIGTERM (docker stop) and SIGHUP end a run the same way:
+    the video is finished, the logs are complete, the summary is printed, exit code 0.
 
     \b
     Examples:
       edgevid run --source /dev/video0 --model prune4.onnx --show
-      edgevid run -s clip.mp4 -m prune8-int8.onnx --output annotated.mp4
+      edgevid run -s clip.mp4 -m prune8-int8.onnx --output annotated.mp4 --events -
       edgevid run -s rtsp://cam1/stream -s rtsp://cam2/stream -m prune4.engine --json out.jsonl
-      edgevid run -s csi://0 -m prune4.engine --smooth mean:4 --threshold 0.5
       edgevid run -s rtsp://cam3/stream -m triton://gpu-box:8001/prune4
+      edgevid run -s csi://0 -m prune4.engine --publish mqtt://broker:1883/edgevid/cam0 \\
+          --output live.mp4 --output-segment-s 300
     """
     from edgevid.runtime.capture import CaptureConfig
     from edgevid.runtime.classifier import Classifier
-    from edgevid.runtime.run import run_streams
+    from edgevid.runtime.outputs import MqttConfig
+    from edgevid.runtime.run import Delivery, run_streams, stop_on_signals
+    from edgevid.runtime.segments import SegmentConfig
     from edgevid.runtime.smoothing import make_smoother
     from edgevid.runtime.sources import SourceOptions
-    from edgevid.runtime.stream import StreamConfig, Streamer
+    from edgevid.runtime.streamer import StreamConfig, Streamer
 
     make_smoother(smooth)  # a bad --smooth fails before the model loads
     config = StreamConfig(
@@ -101,26 +149,39 @@ def run(
         capture=CaptureConfig(queue_size, realtime, reconnect_timeout),
         options=SourceOptions(timeout_s=timeout),
     )  # fmt: skip
-    clf = Classifier(model, device=device, threads=threads, precision=precision)
-    if clf.backend.selection and not quiet:
-        click.echo(clf.backend.selection, err=True)  # once: which engine --device auto took
-    streamer = Streamer(sources, clf, config)
-    to_stdout = None if json_path is not None else _print_json
-    outcome = None
-    try:
-        outcome = run_streams(streamer, output=output, show=show, json_path=json_path,
-                              on_result=to_stdout)  # fmt: skip
-    finally:  # the summary comes even when a stream is lost mid-run
-        if not quiet and (outcome is not None or streamer.stats.latency):
-            click.echo(streamer.stats.format(), err=True)
-            click.echo(f"  model {model} on {clf.backend.name}", err=True)
-    if not quiet:
-        for path in outcome.written:
-            click.echo(f"wrote {path}", err=True)
-
-
-def _print_json(result) -> None:
-    click.echo(json.dumps(result.to_json()))  # flushed per line: pipe it to jq, tail it
+    seg_overrides = {"open_threshold": segment_threshold, "close_threshold": segment_release}
+    SegmentConfig(**seg_overrides).validate()  # bad thresholds fail before anything opens
+    with stop_on_signals():
+        # outputs first: a bad path or an unreachable broker fails before the model loads
+        delivery = Delivery(json_path, events_path, publish, MqttConfig(outbox=mqtt_outbox))
+        try:
+            clf = Classifier(model, device=device, threads=threads, precision=precision)
+            if clf.backend.selection and not quiet:
+                click.echo(clf.backend.selection, err=True)  # once: which engine auto took
+            streamer = Streamer(sources, clf, config)
+        except BaseException:
+            delivery.abort()
+            raise
+        if segment_min_s is not None:
+            seg_overrides.update(min_on_s=segment_min_s, min_off_s=segment_min_s)
+        outcome = None
+        try:
+            outcome = run_streams(streamer, output=output, show=show, segments=seg_overrides,
+                                  output_segment_s=output_segment_s,
+                                  delivery=delivery)  # fmt: skip
+        finally:  # the summary comes even when a stream is lost mid-run
+            if not quiet and (outcome is not None or streamer.stats.latency):
+                click.echo(streamer.stats.format(), err=True)
+                click.echo(f"  model {model} on {clf.backend.name}", err=True)
+    if quiet:
+        return
+    click.echo(outcome.format_segments(), err=True)
+    for line in outcome.report:
+        click.echo(line, err=True)
+    if outcome.stopped_by:
+        click.echo(f"stopped by {outcome.stopped_by}", err=True)
+    for path in outcome.written:
+        click.echo(f"wrote {path}", err=True)
 
 
 @click.command("bench")

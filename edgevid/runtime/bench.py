@@ -61,7 +61,7 @@ def bench_model(
 ) -> dict:
     """Run the streaming loop of ``model`` over ``video`` once; return the measurements."""
     from edgevid.runtime.classifier import Classifier
-    from edgevid.runtime.stream import Streamer
+    from edgevid.runtime.streamer import Streamer
 
     rss_start = peak_rss_mb()
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """``Classifier(model).predict(frames)``: a model file in, class probabilities out.
 
-    clf = Classifier("prune4.onnx")
+    clf = Classifier("prune4.onnx")      # or .engine, an export folder, a checkpoint folder
     pred = clf.predict(frames)           # frames (N, H, W, 3) uint8 RGB, any N, any size
+    pred = clf.predict("clip.mp4")       # or a path: T frames spread over the whole clip
     pred.label, pred.score, pred.top_k
 
 The stages are separate so the streaming loop can time them: ``prepare`` (per frame:
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -54,10 +56,17 @@ class Classifier:
         threads: int | None = None,
         precision: str | None = None,  # OpenVINO inference precision (auto, fp32, bf16, fp16)
     ) -> None:
-        self.backend = (
-            model if isinstance(model, Backend) else load_backend(model, device, threads, precision)
-        )
+        if not isinstance(model, Backend):
+            from edgevid.runtime.predict import resolve_model
+
+            model = load_backend(resolve_model(model), device, threads, precision)
+        self.backend = model
         self.meta: ModelMeta = self.backend.meta
+
+    @property
+    def name(self) -> str:
+        """The model's file name, as results report it."""
+        return Path(str(getattr(self.backend, "path", self.backend.name))).name
 
     @property
     def labels(self) -> list[str]:
@@ -76,12 +85,17 @@ class Classifier:
         """Graph input (B, ...) -> probabilities (B, C) float32."""
         return softmax(self.backend.run(x))
 
-    def predict(self, frames: np.ndarray) -> Prediction | list[Prediction]:
-        """Classify one clip (N, H, W, 3) or a batch (B, N, H, W, 3) of uint8 RGB frames.
+    def predict(self, frames: np.ndarray | str | os.PathLike) -> Prediction | list[Prediction]:
+        """Classify one clip (N, H, W, 3) or a batch (B, N, H, W, 3) of uint8 RGB frames, or
+        a trimmed clip given by path (video file, image folder, source URI).
 
         T frames are sampled uniformly from the N given (evaluation sampling), then
         prepared exactly as in training.
         """
+        if isinstance(frames, str | os.PathLike):
+            from edgevid.runtime.predict import read_clip
+
+            frames = read_clip(frames, self.meta.num_frames)  # (T, H, W, 3)
         frames = np.asarray(frames)
         single = frames.ndim == 4
         batch = frames[None] if single else frames  # (B, N, H, W, 3)

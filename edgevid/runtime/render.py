@@ -1,7 +1,12 @@
-"""Annotated video: label, score bar and fps drawn on each frame; a file or a window.
+"""Annotated video: label, score bar, fps and a timeline of action segments drawn on each
+frame; a file (or a series of files), or a window.
 
 with VideoSink("out.mp4", fps=25) as sink:       # written atomically on success
     sink.write(annotate(frame, result, fps=31.2))
+
+A long live run can write its video in parts (``RollingVideoSink``: out-0000.mp4,
+out-0001.mp4, ... of N seconds each), each published the moment it is complete, so no
+more than N seconds ever wait in a hidden temporary file.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +26,8 @@ from edgevid.core.video import check_written
 from edgevid.errors import EdgevidError, VideoError
 
 if TYPE_CHECKING:
-    from edgevid.runtime.stream import Step, Streamer
+    from edgevid.runtime.segments import Segment
+    from edgevid.runtime.streamer import Step, Streamer
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 GREEN, AMBER, WHITE, BLACK = (40, 200, 60), (230, 160, 20), (255, 255, 255), (0, 0, 0)  # RGB
@@ -53,6 +60,51 @@ def annotate(
         if 6 + text_w + 12 + tw + 6 <= w:  # only where it cannot run into the label
             cv2.putText(out, txt, (w - tw - 6, line), FONT, scale * 0.6, WHITE, thick, cv2.LINE_AA)
     return out
+
+
+TIMELINE_S = 30.0  # seconds of history the timeline strip shows (it starts at 0 and slides)
+# one colour per class index (RGB), cycled: distinct on a dark strip
+PALETTE = (
+    (66, 135, 245), (245, 130, 48), (60, 180, 75), (230, 25, 75), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+)  # fmt: skip
+
+
+def draw_timeline(
+    image: np.ndarray,
+    segments: list[Segment],
+    now: float,
+    labels: list[str],
+    span_s: float = TIMELINE_S,
+) -> np.ndarray:
+    """Draw, in place, a strip along the bottom of ``image`` (H, W, 3) RGB: the segments
+    of the last ``span_s`` seconds as coloured blocks named by their label, time running
+    left to right (from 0 until ``span_s`` has passed, then sliding), a white tick at now."""
+    h, w = image.shape[:2]
+    strip = max(10, round(h * 0.08))
+    y0 = h - strip
+    t1 = max(now, span_s)
+    t0 = t1 - span_s
+
+    def x(t: float) -> int:
+        return int(round((min(max(t, t0), t1) - t0) / span_s * (w - 1)))
+
+    image[y0:] = (image[y0:].astype(np.uint16) * 2 // 7).astype(np.uint8)  # darken the band
+    scale = max(0.3, strip / 30)
+    for seg in segments:
+        end = now if seg.state == "open" else seg.end
+        if end < t0:
+            continue
+        xa, xb = x(seg.start), max(x(end), x(seg.start) + 1)
+        idx = labels.index(seg.label) if seg.label in labels else 0
+        cv2.rectangle(image, (xa, y0 + 2), (xb, h - 2), PALETTE[idx % len(PALETTE)], -1)
+        (tw, th), _ = cv2.getTextSize(seg.label, FONT, scale, 1)
+        if tw + 4 <= xb - xa:
+            cv2.putText(image, seg.label, (xa + 2, y0 + (strip + th) // 2), FONT, scale,
+                        BLACK, 1, cv2.LINE_AA)  # fmt: skip
+    xn = x(now)
+    cv2.line(image, (xn, y0), (xn, h - 1), WHITE, 1)
+    return image
 
 
 MIN_FONT = 0.3  # the smallest legible Hershey font scale (about 6 px a character)
@@ -92,6 +144,7 @@ class VideoSink:
         self._tmp = self._ctx.__enter__()
         self._writer: cv2.VideoWriter | None = None
         self.frames = 0
+        self.written: list[Path] = []  # the published file, once closed cleanly
 
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
@@ -115,8 +168,10 @@ class VideoSink:
         """
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
         if ok and self.frames:
             self._ctx.__exit__(None, None, None)  # rename into place
+            self.written = [self.path]
         else:
             self._ctx.__exit__(_Abort, _Abort(), None)  # remove the temporary file
 
@@ -125,6 +180,41 @@ class VideoSink:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(ok=exc_type is None)
+
+
+class RollingVideoSink:
+    """A video in parts of ``segment_s`` seconds: out-0000.mp4, out-0001.mp4, ...; each part
+    is published (renamed into place) as soon as it is full, the last one when closed."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, segment_s: float) -> None:
+        if segment_s <= 0:
+            raise EdgevidError(f"--output-segment-s must be > 0, got {segment_s}")
+        self.path, self.fps = Path(path), float(fps)
+        self.per_part = max(1, round(segment_s * self.fps))  # frames per part
+        self.frames = 0
+        self.written: list[Path] = []
+        self._part: VideoSink | None = None
+
+    def part_path(self, k: int) -> Path:
+        return self.path.with_name(f"{self.path.stem}-{k:04d}{self.path.suffix}")
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._part is None:
+            self._part = VideoSink(self.part_path(len(self.written)), self.fps)
+        self._part.write(frame)
+        self.frames += 1
+        if self._part.frames >= self.per_part:
+            self._close_part(True)
+
+    def _close_part(self, ok: bool) -> None:
+        part, self._part = self._part, None
+        if part is not None:
+            part.close(ok)
+            self.written += part.written
+
+    def close(self, ok: bool = True) -> None:
+        """Publish the last part (``ok=False``: discard it; finished parts stay, complete)."""
+        self._close_part(ok)
 
 
 def check_display() -> None:
@@ -170,14 +260,26 @@ def output_paths(output: str | os.PathLike, n: int) -> list[Path]:
 
 
 class Renderer:
-    """Draws every frame of a step with its stream's latest result, to files and/or a window."""
+    """Draws every frame of a step with its stream's latest result (and, given
+    ``segments_of``, the timeline of its segments), to files and/or a window."""
 
-    def __init__(self, streamer: Streamer, output: str | os.PathLike | None, show: bool) -> None:
-        self.streamer = streamer
+    def __init__(
+        self,
+        streamer: Streamer,
+        output: str | os.PathLike | None,
+        show: bool,
+        segment_s: float | None = None,
+        segments_of: Callable[[int], list[Segment]] | None = None,
+    ) -> None:
+        self.streamer, self.segments_of = streamer, segments_of
         self.window = Window() if show else None  # fails first: before any file is created
         lanes = streamer.lanes
+
+        def sink(path: Path, fps: float) -> VideoSink | RollingVideoSink:
+            return RollingVideoSink(path, fps, segment_s) if segment_s else VideoSink(path, fps)
+
         self.sinks = (
-            [VideoSink(p, lane.source.fps or 25.0) for p, lane in zip(
+            [sink(p, lane.source.fps or 25.0) for p, lane in zip(
                 output_paths(output, len(lanes)), lanes, strict=True)]
             if output is not None
             else []
@@ -196,6 +298,9 @@ class Renderer:
                 r.score if r else None,
                 lane.counts.frames_read / elapsed,
             )
+            if self.segments_of is not None:
+                labels = self.streamer.classifier.labels
+                draw_timeline(image, self.segments_of(frame.stream), frame.timestamp, labels)
             if self.sinks:
                 self.sinks[frame.stream].write(image)
             if self.window is not None and frame.stream == 0:
@@ -208,4 +313,4 @@ class Renderer:
             sink.close(ok)
         if self.window is not None:
             self.window.close()
-        return [s.path for s in self.sinks if ok and s.frames]
+        return [p for s in self.sinks for p in s.written]

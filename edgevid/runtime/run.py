@@ -4,32 +4,124 @@
     outcome = run_streams(streamer, output="annotated.mp4", json_path="results.jsonl")
     print(streamer.stats.format())
 
-JSON lines go to ``json_path`` (written atomically) and/or ``on_result``; the annotated
-video(s) to ``output``; ``show`` opens a window. Ctrl-C ends the run like the end of the
-stream: files are finished and kept. Any error discards them: no partial file is left.
+Everything leaves as it happens: each result is written (and flushed) to ``json_path``
+(a live log; "-" is stdout), published (``publish="mqtt://host/topic"``) and handed to
+``on_result``; action segments (``segments``) go to ``events_path`` / MQTT /
+``on_segment`` when they open and when they close. The annotated video(s) go to
+``output`` (in parts of ``output_segment_s`` seconds if given, each published when
+complete); ``show`` opens a window.
+
+Ctrl-C ends the run like the end of the stream, and so do SIGTERM and SIGHUP inside
+:func:`stop_on_signals` (``docker stop``, systemd, a closed terminal): the loop stops, open
+segments close, the video is finished and published, the logs are complete. Any error
+discards the unfinished video part; log lines written so far stay (they are complete).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
-from edgevid._atomic import atomic_path
+from edgevid.runtime.outputs import JsonLines, MqttConfig, MqttPublisher, MqttTarget
 from edgevid.runtime.render import Renderer
+from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
 from edgevid.runtime.stats import Stats
-from edgevid.runtime.stream import Result, Streamer
+from edgevid.runtime.streamer import Result, Streamer
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each ends a run the same way
 
 
 @dataclass
 class RunOutcome:
     stats: Stats  # frames, drops, inferences, per-stage latency
-    written: list[Path] = field(default_factory=list)  # annotated videos and the JSON file
-    interrupted: bool = False  # ended by Ctrl-C rather than by the end of the streams
+    written: list[Path] = field(default_factory=list)  # annotated videos and the JSON files
+    interrupted: bool = False  # ended by Ctrl-C / a stop signal rather than the streams' end
+    stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "SIGHUP" when interrupted
+    segments: list[Segment] = field(default_factory=list)  # every action segment, all streams
+    report: list[str] = field(default_factory=list)  # extra summary lines (publishing)
+
+    def format_segments(self) -> str:
+        """The segments as summary lines for stderr."""
+        if not self.segments:
+            return "segments: none"
+        lines = [f"segments: {len(self.segments)}"]
+        for s in self.segments:
+            lines.append(
+                f"  [{s.stream}] {s.label:<16} {s.start:8.2f} - {s.end:8.2f} s  score {s.score:.2f}"
+            )
+        return "\n".join(lines)
+
+
+class Delivery:
+    """Where results and segment events go, all opened up front (a bad path or a broker
+    that cannot be reached fails here, before a frame is read)."""
+
+    def __init__(
+        self,
+        json_path: str | os.PathLike | None = None,
+        events_path: str | os.PathLike | None = None,
+        publish: str | None = None,
+        mqtt: MqttConfig | None = None,
+    ) -> None:
+        self.logs: dict[str, JsonLines] = {}  # by path: --json - and --events - share stdout
+        self.results_log: JsonLines | None = None
+        self.events_log: JsonLines | None = None
+        self.publisher: MqttPublisher | None = None
+        target = MqttTarget.parse(publish) if publish else None  # checked before any I/O
+        try:
+            if json_path is not None:
+                self.results_log = self._log(json_path, "--json")
+            if events_path is not None:
+                self.events_log = self._log(events_path, "--events")
+            if target is not None:
+                self.publisher = MqttPublisher(target, mqtt)
+        except BaseException:
+            self.close()
+            raise
+
+    def _log(self, path: str | os.PathLike, what: str) -> JsonLines:
+        key = str(path) if str(path) == "-" else os.path.abspath(path)
+        if key not in self.logs:
+            self.logs[key] = JsonLines(path, what)
+        return self.logs[key]
+
+    def result(self, r: Result) -> None:
+        record = r.to_json()
+        if self.results_log is not None:
+            self.results_log.write(record)
+        if self.publisher is not None:
+            self.publisher.publish(record)
+
+    def segment(self, s: Segment) -> None:
+        record = s.to_json()
+        if self.events_log is not None:
+            self.events_log.write(record)
+        if self.publisher is not None:
+            self.publisher.publish(record, "segments")
+
+    def files(self) -> list[Path]:
+        return [Path(log.name) for log in self.logs.values() if log.name != "-"]
+
+    def report(self) -> list[str]:
+        return [self.publisher.report()] if self.publisher is not None else []
+
+    def close(self) -> None:
+        for log in self.logs.values():
+            log.close()
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def abort(self) -> None:
+        """Close, and remove the log files still empty: the run never started."""
+        self.close()
+        for log in self.logs.values():
+            if log.name != "-" and log.records == 0:
+                Path(log.name).unlink(missing_ok=True)
 
 
 def run_streams(
@@ -38,37 +130,128 @@ def run_streams(
     output: str | os.PathLike | None = None,
     show: bool = False,
     json_path: str | os.PathLike | None = None,
+    events_path: str | os.PathLike | None = None,
+    publish: str | None = None,
+    segments: SegmentConfig | dict | None = None,
+    output_segment_s: float | None = None,
     on_result: Callable[[Result], None] | None = None,
+    on_segment: Callable[[Segment], None] | None = None,
+    delivery: Delivery | None = None,
 ) -> RunOutcome:
-    """Run ``streamer`` to its end (or Ctrl-C, or q in the window), writing its outputs."""
+    """Run ``streamer`` to its end (or Ctrl-C / a stop signal, or q in the window),
+    delivering every result and segment event as it happens. ``segments``: a config, or
+    None (or a dict of overrides) for the defaults scaled to each stream's window
+    duration (:meth:`SegmentConfig.for_clip`).
+    ``delivery``: outputs opened by the caller (then ``json_path``, ``events_path`` and
+    ``publish`` are ignored); closed here either way."""
     ok, interrupted, renderer = False, False, None
+    segmenters = [
+        Segmenter(
+            segments
+            if isinstance(segments, SegmentConfig)
+            else SegmentConfig.for_clip(streamer.window_seconds(i), **(segments or {})),
+            i,
+            lane.source.uri,
+        )
+        for i, lane in enumerate(streamer.lanes)
+    ]
     try:
-        renderer = Renderer(streamer, output, show)
-        with _json_lines(json_path) as out:
-            try:
+        if delivery is None:
+            delivery = Delivery(json_path, events_path, publish)
+        renderer = Renderer(
+            streamer, output, show, output_segment_s, lambda i: segmenters[i].segments
+        )
+        labels = streamer.classifier.labels
+
+        def emit(events: list[Segment]) -> None:
+            for event in events:
+                delivery.segment(event)
+                if on_segment is not None:
+                    on_segment(event)
+
+        try:
+            with _loop_signals():
                 for step in streamer.steps():
                     for result in step.results:
-                        if out is not None:
-                            out.write(json.dumps(result.to_json()) + "\n")
+                        delivery.result(result)
                         if on_result is not None:
                             on_result(result)
-                    if not renderer(step):
+                        events = segmenters[result.stream].update(
+                            result.window_centre, result.probs, labels
+                        )
+                        emit(events)
+                    if not renderer(step) or _stop_requested():
                         break
-            except KeyboardInterrupt:  # how a camera run normally ends
-                interrupted = True
-            ok = True
+        except KeyboardInterrupt:  # Ctrl-C outside stop_on_signals: how a camera run ends
+            interrupted = True
+        interrupted = interrupted or _stop_requested()
+        for seg in segmenters:
+            emit(seg.finish())
+        ok = True
     finally:
         streamer.close()
         written = renderer.close(ok) if renderer is not None else []
-    if json_path is not None:
-        written.append(Path(json_path))
-    return RunOutcome(streamer.stats, written, interrupted)
+        if delivery is not None:
+            delivery.close()
+    return RunOutcome(
+        streamer.stats, written + delivery.files(), interrupted,
+        (_STATE.received or "SIGINT") if interrupted else None,
+        [s for seg in segmenters for s in seg.segments], delivery.report(),
+    )  # fmt: skip
+
+
+# --- stop signals ------------------------------------------------------------------------------
+class _SignalState:
+    """What a stop signal does now: raise KeyboardInterrupt (before the loop runs), ask the
+    loop to stop after the current step (while it runs), or nothing (during cleanup)."""
+
+    installed = False  # inside stop_on_signals
+    mode = "raise"  # "raise" | "flag" | "ignore"
+    received: str | None = None  # name of the first stop signal
+
+
+_STATE = _SignalState()
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    name = signal.Signals(signum).name
+    if _STATE.received is not None or _STATE.mode == "ignore":
+        return  # a repeat, or the run is already ending: let it finish
+    _STATE.received = name
+    if _STATE.mode == "raise":
+        raise KeyboardInterrupt(name)
 
 
 @contextlib.contextmanager
-def _json_lines(path: str | os.PathLike | None) -> Iterator[TextIO | None]:
-    if path is None:
-        yield None
+def _loop_signals() -> Iterator[None]:
+    """While the loop runs, a stop signal ends it after the step in progress (every frame
+    read is rendered and every result delivered); afterwards, signals are ignored."""
+    _STATE.mode = "flag"
+    try:
+        yield
+    finally:
+        _STATE.mode = "ignore"
+
+
+def _stop_requested() -> bool:
+    return _STATE.installed and _STATE.received is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP end a run the same way inside this block (main
+    thread only; elsewhere a no-op): the loop stops after its current step, and a second
+    signal during the cleanup is ignored. Before the loop starts they raise
+    KeyboardInterrupt, like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        yield f
+    names = [n for n in STOP_SIGNALS if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), _on_signal) for n in names}
+    _STATE.installed, _STATE.mode, _STATE.received = True, "raise", None
+    try:
+        yield
+    finally:
+        _STATE.installed, _STATE.mode = False, "raise"
+        for n, handler in previous.items():
+            signal.signal(getattr(signal, n), handler)

@@ -151,3 +151,59 @@ def _write_clips(
             if progress:
                 progress(1)
     return paths
+
+
+@dataclass(frozen=True)
+class TrueSegment:
+    label: str  # the motion shown
+    start: float  # seconds, first frame / fps
+    end: float  # seconds, one past the last frame / fps
+    start_frame: int  # first frame
+    end_frame: int  # one past the last frame
+
+
+def make_untrimmed_video(
+    out: str | os.PathLike,
+    *,
+    classes: int = 3,
+    segments: int = 8,
+    segment_s: tuple[float, float] = (3.0, 5.0),
+    seed: int = 0,
+    config: SynthConfig | None = None,
+) -> list[TrueSegment]:
+    """An untrimmed video with known action boundaries: ``segments`` actions of the first
+    ``classes`` motions back to back (consecutive ones differ), each ``segment_s`` seconds
+    long and made of training-length clips of its motion, over one scene (one camera).
+    Writes ``out`` (.mp4) and the ground truth beside it (``out`` with .json: fps, frames,
+    segments); returns the segments."""
+    from edgevid._atomic import write_json
+
+    cfg = config or SynthConfig()
+    if not 2 <= classes <= len(MOTIONS):
+        raise DataError(f"--classes must be between 2 and {len(MOTIONS)}, got {classes}")
+    if segments < 1:
+        raise DataError(f"--segments must be at least 1, got {segments}")
+    rng = np.random.default_rng(seed)
+    scene = _scene(rng, cfg)
+    parts: list[np.ndarray] = []  # (n, H, W, 3) clips in order
+    truth: list[TrueSegment] = []
+    frame, previous = 0, -1
+    for _ in range(segments):
+        choices = [c for c in range(classes) if c != previous]
+        k = int(choices[int(rng.integers(len(choices)))])
+        previous, motion = k, MOTIONS[k]
+        want = round(rng.uniform(*segment_s) * cfg.fps)  # frames of this action
+        start = frame
+        while frame - start < want:
+            n = min(int(rng.integers(cfg.min_frames, cfg.max_frames + 1)), want - (frame - start))
+            n = max(n, 2)
+            parts.append(render_clip(motion, n, rng, cfg, scene))
+            frame += n
+        truth.append(TrueSegment(motion, start / cfg.fps, frame / cfg.fps, start, frame))
+    out = Path(out)
+    write_video(out, (f for part in parts for f in part), cfg.fps)
+    write_json(
+        out.with_suffix(".json"),
+        {"fps": cfg.fps, "frames": frame, "segments": [s.__dict__ for s in truth]},
+    )
+    return truth

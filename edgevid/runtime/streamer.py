@@ -47,18 +47,29 @@ class Result:
     source: str  # the source URI
     frame: int  # index of the newest frame in the window
     timestamp: float  # its time in seconds (media time for files, since start when live)
+    window_start: float  # time of the oldest frame in the window, same clock
     label: str  # top class, or "uncertain"
     score: float  # its smoothed probability
     top_k: list[tuple[str, float]]  # best classes, best first
     latency_ms: dict[str, float]  # decode / preprocess / inference / total for this window
     probs: np.ndarray = field(repr=False)  # (C,) smoothed probabilities
+    model: str = ""  # the model's file (or folder) name
+    time: float = 0.0  # wall-clock time the result was produced (Unix seconds)
+
+    @property
+    def window_centre(self) -> float:
+        """The middle of the frames the window saw: where its evidence sits in time."""
+        return (self.window_start + self.timestamp) / 2
 
     def to_json(self) -> dict:
         return {
             "stream": self.stream,
             "source": self.source,
+            "model": self.model,
+            "time": round(self.time, 3),
             "frame": self.frame,
             "timestamp": round(self.timestamp, 4),
+            "window_start": round(self.window_start, 4),
             "label": self.label,
             "score": round(self.score, 5),
             "top_k": [{"label": lab, "score": round(p, 5)} for lab, p in self.top_k],
@@ -135,6 +146,11 @@ class Streamer:
         buffer = ClipBuffer(meta.num_frames, meta.image_size, stride)
         return _Lane(src, buffer, make_smoother(cfg.smooth), counts)
 
+    def window_seconds(self, stream: int) -> float:
+        """Seconds of video one window of ``stream`` spans (T frames at its stride)."""
+        lane = self.lanes[stream]
+        return lane.buffer.num_frames * lane.buffer.stride / (lane.source.fps or 25.0)
+
     # --- the loop ---------------------------------------------------------------------------
     def steps(self) -> Iterator[Step]:
         with self:
@@ -208,9 +224,12 @@ class Streamer:
             "inference": infer_s * 1e3,
             "total": total * 1e3,
         }
+        oldest = int(lane.buffer.indices()[0]) if lane.buffer.count else frame.index
+        fps = lane.source.fps or 25.0
+        start = max(0.0, frame.timestamp - (frame.index - oldest) / fps)
         lane.latest = Result(
-            frame.stream, lane.source.uri, frame.index, frame.timestamp,
-            d.label, d.score, d.top_k, ms, smoothed,
+            frame.stream, lane.source.uri, frame.index, frame.timestamp, start,
+            d.label, d.score, d.top_k, ms, smoothed, self.classifier.name, time.time(),
         )  # fmt: skip
         return lane.latest
 
