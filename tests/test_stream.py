@@ -279,7 +279,8 @@ def test_lost_stream_via_cli_is_a_clear_error(tiny_onnx, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert err[-1] == f"edgevid: error: {srv.url}: stream lost and not back after 1 s"
-    read, dropped = (int(n) for n in re.match(r"(\d+) frames read, (\d+) dropped", err[0]).groups())
+    m = re.search(r"(\d+) frames read, (\d+) dropped", err[0])
+    read, dropped = int(m.group(1)), int(m.group(2))
     assert read + dropped == 30  # the summary still comes first
     # the JSON lines are a live log: every line written before the loss is there and whole
     inferences = int(re.search(r"(\d+) inferences", err[0]).group(1))
@@ -325,7 +326,7 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert first["frame"] >= 7 and "Traceback" not in stderr  # 7 unless frames were dropped
-    read = int(re.match(r"(\d+) frames read", stderr).group(1))
+    read = int(re.search(r"(\d+) frames read", stderr).group(1))
     assert 8 <= read < 250  # stopped early, paced at 25 fps
     assert read - 1 <= probe_video(out).num_frames <= read  # the interrupted step may be cut
 

@@ -156,8 +156,6 @@ def run(
         delivery = Delivery(json_path, events_path, publish, MqttConfig(outbox=mqtt_outbox))
         try:
             clf = Classifier(model, device=device, threads=threads, precision=precision)
-            if clf.backend.selection and not quiet:
-                click.echo(clf.backend.selection, err=True)  # once: which engine auto took
             streamer = Streamer(sources, clf, config)
         except BaseException:
             delivery.abort()
@@ -173,6 +171,8 @@ def run(
             if not quiet and (outcome is not None or streamer.stats.latency):
                 click.echo(streamer.stats.format(), err=True)
                 click.echo(f"  model {model} on {clf.backend.name}", err=True)
+                if clf.backend.selection:  # which engine --device auto took, and why
+                    click.echo(clf.backend.selection, err=True)
     if quiet:
         return
     click.echo(outcome.format_segments(), err=True)

@@ -100,7 +100,7 @@ class MqttConfig:
 class MqttPublisher:
     """Publishes JSON records to a broker without ever blocking the video loop.
 
-    paho's network thread does the I/O and reconnects (1 s, doubling to 8 s); messages
+    paho's network thread does the I/O and reconnects (every 1-2 s); messages
     wait in paho's bounded queue (``outbox``) while the broker is away and are sent in
     order once it is back. A full outbox drops the new message and counts it.
     """
@@ -112,13 +112,14 @@ class MqttPublisher:
         self.delivered = 0  # acknowledged by the broker
         self.dropped = 0  # refused because the outbox was full
         self.disconnects = 0  # times the broker went away
+        self._closing = False  # our own disconnect at the end is not counted
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._mqtt = mqtt
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgevid-{os.getpid()}")
         c.max_queued_messages_set(self.config.outbox)
         c.max_inflight_messages_set(min(20, self.config.outbox))
-        c.reconnect_delay_set(1, 8)
+        c.reconnect_delay_set(1, 2)
         c.connect_timeout = self.config.connect_timeout_s
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -139,7 +140,7 @@ class MqttPublisher:
             self._connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:
             self.disconnects += 1
         self._connected.clear()
 
@@ -164,6 +165,7 @@ class MqttPublisher:
         self._stop()
 
     def _stop(self) -> None:
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 

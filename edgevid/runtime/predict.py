@@ -149,6 +149,7 @@ def predict(
     model: str | os.PathLike,
     *,
     every: int = 8,
+    smooth: str = "ema:0.6",
     top_k: int = 3,
     device: str = "auto",
     threads: int | None = None,
@@ -157,8 +158,9 @@ def predict(
 ) -> VideoPrediction:
     """Classify ``source`` (video file, image folder or any source URI) with ``model``
     (.onnx, .engine, export folder or checkpoint folder): the clip-level label, every
-    window's result (one every ``every`` frames) and the action segments. ``segments``:
-    a :class:`~edgevid.runtime.segments.SegmentConfig` (default: scaled to the window)."""
+    window's result (one every ``every`` frames, smoothed like ``edgevid run``) and the
+    action segments. ``segments``: a :class:`~edgevid.runtime.segments.SegmentConfig`
+    (default: scaled to the window)."""
     from edgevid.runtime.classifier import Classifier
     from edgevid.runtime.segments import SegmentConfig, Segmenter
     from edgevid.runtime.smoothing import decide
@@ -166,7 +168,7 @@ def predict(
 
     clf = Classifier(model, device=device, threads=threads)
     try:
-        streamer = Streamer(source, clf, every=every, smooth="none", top_k=top_k, **overrides)
+        streamer = Streamer(source, clf, every=every, smooth=smooth, top_k=top_k, **overrides)
         cfg = segments if segments is not None else SegmentConfig.for_clip(
             streamer.window_seconds(0)
         )  # fmt: skip

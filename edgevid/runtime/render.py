@@ -98,6 +98,7 @@ def draw_timeline(
         xa, xb = x(seg.start), max(x(end), x(seg.start) + 1)
         idx = labels.index(seg.label) if seg.label in labels else 0
         cv2.rectangle(image, (xa, y0 + 2), (xb, h - 2), PALETTE[idx % len(PALETTE)], -1)
+        cv2.line(image, (xa, y0 + 2), (xa, h - 2), BLACK, 1)  # where one segment meets the next
         (tw, th), _ = cv2.getTextSize(seg.label, FONT, scale, 1)
         if tw + 4 <= xb - xa:
             cv2.putText(image, seg.label, (xa + 2, y0 + (strip + th) // 2), FONT, scale,

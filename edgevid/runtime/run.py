@@ -240,13 +240,18 @@ def _stop_requested() -> bool:
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """SIGINT (Ctrl-C), SIGTERM and SIGHUP end a run the same way inside this block (main
-    thread only; elsewhere a no-op): the loop stops after its current step, and a second
+    thread only; elsewhere a no-op; a signal the process ignores, as under nohup, stays
+    ignored): the loop stops after its current step, and a second
     signal during the cleanup is ignored. Before the loop starts they raise
     KeyboardInterrupt, like Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    names = [n for n in STOP_SIGNALS if hasattr(signal, n)]
+    names = [  # a signal ignored on purpose stays ignored (nohup: SIGHUP, background: SIGINT)
+        n
+        for n in STOP_SIGNALS
+        if hasattr(signal, n) and signal.getsignal(getattr(signal, n)) is not signal.SIG_IGN
+    ]
     previous = {n: signal.signal(getattr(signal, n), _on_signal) for n in names}
     _STATE.installed, _STATE.mode, _STATE.received = True, "raise", None
     try:

@@ -1,0 +1,111 @@
+"""Action segments of a trained tiny model on untrimmed synthetic videos with known boundaries.
+
+Trains a tiny TimeSformer (tiny-prune8, random init) on the synthetic motion dataset (the
+first --classes motions), or reuses a run (--run DIR), then for each seed makes an
+untrimmed video (`edgevid data synth --untrimmed`: --segments actions of 3-5 s back to
+back) and runs it through `edgevid.predict` (the runtime's loop, EMA smoothing and
+segmenter with their defaults, ONNX Runtime on the checkpoint exported on the fly).
+Reports, per video and pooled: segment precision / recall / F1 at temporal IoU 0.5, and
+the mean absolute boundary error in seconds of the matched segments. Also the window
+accuracy (share of windows whose label is the true action at the window's centre).
+Prints a table, writes benchmarks/results/bench_segments.json.
+
+    python benchmarks/bench_segments.py [--run runs/motion3] [--videos 5] [--epochs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgevid
+from edgevid.runtime.segments import Segment, segment_scores
+from edgevid.train.synth import make_untrimmed_video
+
+RESULTS = Path(__file__).parent / "results" / "bench_segments.json"
+
+
+def train_tiny(work: Path, classes: int, epochs: int) -> Path:
+    from edgevid.train.config import AugmentConfig, TrainConfig
+    from edgevid.train.folders import split_dataset
+    from edgevid.train.synth import make_synthetic_dataset
+    from edgevid.train.trainer import train
+
+    make_synthetic_dataset(work / "synth", classes=classes, clips_per_class=200, seed=7)
+    manifest = split_dataset(work / "synth", ratios=(0.7, 0.1, 0.2), seed=0)
+    cfg = TrainConfig(
+        variant="tiny-prune8", weights="random", epochs=epochs, lr=1e-3, batch_size=16,
+        unfreeze=-1, warmup_epochs=1, label_smoothing=0.0, augment=AugmentConfig(enabled=False),
+    )  # fmt: skip
+    train(cfg, manifest, work / "run", progress=False)
+    return work / "run"
+
+
+def window_accuracy(results: list, truth: list) -> float:
+    """Share of windows whose label is the true action at the window's centre."""
+    hits = []
+    for r in results:
+        t = r.window_centre
+        true = next((s.label for s in truth if s.start <= t < s.end), None)
+        hits.append(r.label == true)
+    return float(np.mean(hits))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=None, help="Trained run folder to reuse.")
+    ap.add_argument("--classes", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--videos", type=int, default=5, help="Untrimmed videos (seeds).")
+    ap.add_argument("--segments", type=int, default=10, help="Actions per video.")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_segments."))
+    run = args.run or train_tiny(work, args.classes, args.epochs)
+    rows, pooled_pred, pooled_truth, pooled_acc = [], [], [], []
+    for seed in range(args.videos):
+        video = work / f"untrimmed-{seed}.mp4"
+        truth_raw = make_untrimmed_video(
+            video, classes=args.classes, segments=args.segments, seed=100 + seed
+        )
+        truth = [Segment(s.label, s.start, s.end, 1.0, "closed") for s in truth_raw]
+        t0 = time.perf_counter()
+        result = edgevid.predict(video, run)
+        elapsed = time.perf_counter() - t0
+        scores = segment_scores(result.segments, truth)
+        acc = window_accuracy(result.results, truth)
+        rows.append({"seed": 100 + seed, "duration_s": truth[-1].end, "window_acc": acc,
+                     "elapsed_s": round(elapsed, 2), **scores})  # fmt: skip
+        offset = 10_000.0 * seed  # pooled: each video on its own stretch of time
+        for seg_list, pool in ((result.segments, pooled_pred), (truth, pooled_truth)):
+            pool += [Segment(s.label, s.start + offset, s.end + offset, s.score, s.state)
+                     for s in seg_list]  # fmt: skip
+        pooled_acc.append(acc)
+    pooled = segment_scores(pooled_pred, pooled_truth)
+    print(f"{'video':<8}{'s':>6}{'win acc':>9}{'pred':>6}{'true':>6}{'P':>7}{'R':>7}"
+          f"{'F1@0.5':>8}{'bound err s':>13}")  # fmt: skip
+    for r in [*rows, {"seed": "all", "duration_s": sum(r["duration_s"] for r in rows),
+                      "window_acc": float(np.mean(pooled_acc)), **pooled}]:  # fmt: skip
+        err = "-" if r["boundary_error_s"] is None else f"{r['boundary_error_s']:.2f}"
+        print(f"{r['seed']!s:<8}{r['duration_s']:>6.0f}{r['window_acc']:>9.2f}"
+              f"{r['predicted']:>6}{r['truth']:>6}{r['precision']:>7.2f}{r['recall']:>7.2f}"
+              f"{r['f1']:>8.2f}{err:>13}")  # fmt: skip
+    out = {
+        "run": str(run),
+        "classes": args.classes,
+        "segments_per_video": args.segments,
+        "videos": rows,
+        "pooled": {**pooled, "window_acc": float(np.mean(pooled_acc))},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The two-line API: `edgevid.predict(source, model)` and `Classifier` taking every model form,
+and the README's Python snippets run exactly as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgevid.runtime.classifier import Classifier
+from tests.conftest import ROOT, needs_torch
+
+onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (onnx)")
+
+BLOCK_TORCH = "import sys; [sys.modules.__setitem__(m, None) for m in ('torch', 'transformers')]"
+
+
+def readme_snippets() -> dict[str, str]:
+    """The README's ```python blocks, keyed by the call they demonstrate."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    keys = {
+        "stream": "from edgevid.runtime import Classifier, stream",
+        "predict": "edgevid.predict(",
+    }
+    return {k: next(b for b in blocks if needle in b) for k, needle in keys.items()}
+
+
+@pytest.fixture()
+def readme_world(tiny_onnx, tiny_checkpoint, tmp_path) -> Path:
+    """The files the README snippets name, in a fresh folder."""
+    from edgevid.train.synth import make_untrimmed_video
+
+    (tmp_path / "exports").mkdir()
+    shutil.copy(tiny_onnx, tmp_path / "exports" / "motion3.onnx")
+    shutil.copy(tiny_onnx.with_suffix(".json"), tmp_path / "exports" / "motion3.json")
+    shutil.copytree(tiny_checkpoint, tmp_path / "runs" / "motion3" / "best")
+    make_untrimmed_video(tmp_path / "untrimmed.mp4", classes=3, segments=3, seed=0)
+    return tmp_path
+
+
+def run_snippet(code: str, cwd: Path, prelude: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", prelude + "\n" + code], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def test_readme_stream_snippet_runs_as_written(readme_world):
+    code = readme_snippets()["stream"]
+    proc = run_snippet(code, readme_world, BLOCK_TORCH)  # torch-free, as documented
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    labels = {"Grow", "MoveDown", "MoveLeft", "MoveRight", "MoveUp"}
+    assert lines[0] in labels  # Classifier.predict(path)
+    assert len(lines) > 10 and all(line.split()[1] in labels for line in lines[1:])
+
+
+@needs_torch
+def test_readme_predict_snippet_runs_as_written(readme_world):
+    """A training run folder as the model: exported once on the fly, cached."""
+    code = readme_snippets()["predict"]
+    proc = run_snippet(code, readme_world)
+    assert proc.returncode == 0, proc.stderr
+    assert re.match(r"\w+ \d\.\d+ \d+ windows", proc.stdout.splitlines()[0]), proc.stdout
+    assert list((readme_world / "cache" / "edgevid" / "checkpoint-onnx").rglob("*.onnx"))
+
+
+def test_predict_is_torch_free_and_returns_windows_and_segments(tiny_onnx, media_dir):
+    code = (
+        f"{BLOCK_TORCH}\nimport edgevid\n"
+        f"r = edgevid.predict({str(media_dir / 'carphone_pristine.mp4')!r}, {str(tiny_onnx)!r})\n"
+        "import json; print(json.dumps(r.to_json()))\n"
+        "assert not [m for m, v in sys.modules.items() if v is not None\n"
+        "            and m.split('.')[0] in ('torch', 'transformers', 'onnx')]"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout)
+    assert out["windows"] == 15 and set(out) == {"label", "score", "top_k", "windows", "segments"}
+    # the clip-level label is the top class of the mean window probabilities
+    from edgevid.runtime.predict import predict
+
+    r = predict(media_dir / "carphone_pristine.mp4", tiny_onnx)
+    mean = np.mean([w.probs for w in r.results], axis=0)
+    assert r.label == Classifier(tiny_onnx).labels[int(np.argmax(mean))]
+    assert r.label == out["label"] and r.score == pytest.approx(float(mean.max()), abs=1e-5)
+
+
+def test_classifier_takes_a_path_and_an_export_folder(tiny_onnx, media_dir, tmp_path):
+    from edgevid.runtime.video import read_video
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for suffix in (".onnx", ".json"):
+        shutil.copy(tiny_onnx.with_suffix(suffix), folder / f"tiny{suffix}")
+    clip = media_dir / "bikes.mp4"
+    by_path = Classifier(folder).predict(clip)  # was: shape () error
+    frames, _ = read_video(clip)
+    np.testing.assert_allclose(by_path.probs, Classifier(tiny_onnx).predict(frames).probs,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    images = tmp_path / "images"
+    images.mkdir()
+    from edgevid.runtime._cv import cv2
+
+    for i, f in enumerate(frames[:40]):
+        cv2.imwrite(str(images / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    np.testing.assert_allclose(Classifier(tiny_onnx).predict(images).probs,
+                               Classifier(tiny_onnx).predict(frames[:40]).probs,
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def test_checkpoint_without_torch_is_one_clear_error(tiny_checkpoint, media_dir):
+    code = (
+        f"{BLOCK_TORCH}\nfrom edgevid.cli import main\n"
+        f"main(['run', '-s', {str(media_dir / 'bikes.mp4')!r}, '-m', {str(tiny_checkpoint)!r}])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "a training checkpoint" in err and "edgevid export --checkpoint" in err
+
+
+def test_empty_folder_is_one_clear_error(tmp_path):
+    from edgevid.errors import ModelError
+
+    with pytest.raises(ModelError, match="no model in this folder"):
+        Classifier(tmp_path)
