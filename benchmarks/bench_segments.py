@@ -31,8 +31,8 @@ RESULTS = Path(__file__).parent / "results" / "bench_segments.json"
 
 
 def train_tiny(work: Path, classes: int, epochs: int) -> Path:
+    from edgevid.core.manifest import split_dataset
     from edgevid.train.config import AugmentConfig, TrainConfig
-    from edgevid.train.folders import split_dataset
     from edgevid.train.synth import make_synthetic_dataset
     from edgevid.train.trainer import train
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from edgevid.runtime.video import probe_video
+from edgevid.core.video import probe_video
 from tests.test_delivery import free_port, wait_for_lines
 from tests.test_stream import edgevid
 

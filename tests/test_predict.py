@@ -95,7 +95,7 @@ def test_predict_is_torch_free_and_returns_windows_and_segments(tiny_onnx, media
 
 
 def test_classifier_takes_a_path_and_an_export_folder(tiny_onnx, media_dir, tmp_path):
-    from edgevid.runtime.video import read_video
+    from edgevid.core.video import read_video
 
     folder = tmp_path / "exports"
     folder.mkdir()
@@ -108,7 +108,7 @@ def test_classifier_takes_a_path_and_an_export_folder(tiny_onnx, media_dir, tmp_
                                rtol=1e-5, atol=1e-6)  # fmt: skip
     images = tmp_path / "images"
     images.mkdir()
-    from edgevid.runtime._cv import cv2
+    from edgevid.core._cv import cv2
 
     for i, f in enumerate(frames[:40]):
         cv2.imwrite(str(images / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))

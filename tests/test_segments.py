@@ -90,7 +90,7 @@ def test_scores_f1_at_iou_and_boundary_error():
 
 
 def test_untrimmed_video_has_its_true_boundaries(tmp_path):
-    from edgevid.runtime.video import probe_video
+    from edgevid.core.video import probe_video
     from edgevid.train.synth import make_untrimmed_video
 
     truth = make_untrimmed_video(tmp_path / "u.mp4", classes=3, segments=5, seed=3)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevid.errors import ModelError
 from edgevid.core.meta import META_FILENAME, ModelMeta
+from edgevid.errors import ModelError
 
 MODEL_EXTENSIONS = (".onnx", ".engine", ".plan")  # what a model folder is searched for
 
@@ -104,10 +104,10 @@ def _cache_dir(checkpoint: Path) -> Path:
 def read_clip(source: str | os.PathLike, num_frames: int) -> np.ndarray:
     """``num_frames`` frames spread uniformly over a video file, image folder or any source
     (decoded to its end) -> (T, H, W, 3) uint8 RGB: how a trimmed clip is evaluated."""
-    from edgevid.errors import SourceError
     from edgevid.core.sampling import uniform_indices
-    from edgevid.runtime.sources import open_reader
     from edgevid.core.video import is_video_file, probe_video, read_frames
+    from edgevid.errors import SourceError
+    from edgevid.runtime.sources import open_reader
 
     if is_video_file(source) and Path(source).is_file():
         n = probe_video(source).num_frames
