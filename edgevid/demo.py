@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json, write_text
+from edgevid.core.precision import get_precision
 from edgevid.errors import DataError
 
 Log = Callable[[str], None]
@@ -150,7 +151,7 @@ def _export(cfg: DemoConfig, runs: dict[str, Path], data_root: Path, out: Path, 
 
     graphs: dict[str, list[Path]] = {}
     for name, ckpt in runs.items():
-        ec = ExportConfig(checkpoint=str(ckpt), out=str(out / name), fp16=True, int8="static",
+        ec = ExportConfig(checkpoint=str(ckpt), out=str(out / name), precisions=DEMO_PRECISIONS,
                           calib_data=str(data_root), calib_clips=20, data=str(data_root),
                           verify_clips=20)  # fmt: skip
         graphs[name] = export_model(ec, log=log).graphs
@@ -172,7 +173,7 @@ def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, lo
             predict, meta = load_predictor(path)
             report = evaluate(predict, clip_batches(paths, targets, meta, 8, []), meta.labels)
             x = np.zeros((1, meta.num_frames, 3, meta.image_size, meta.image_size), np.float32)
-            p = meta.precision.split("-")[0]  # fp32 | fp16 | int8
+            p = get_precision(meta.precision).column  # fp32 | fp16 | int8
             row.update({"variant": meta.variant, "layers": meta.num_layers})
             row[f"size_mb_{p}"] = round(path.stat().st_size / 2**20, 3)
             row[f"acc_{p}"] = round(report.top1, 4)
@@ -186,7 +187,7 @@ def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, lo
 def _runtime(cfg: DemoConfig, graphs: dict[str, list[Path]], manifest, out: Path, log: Log):
     from edgevid.core.video import probe_video, read_video, write_video
 
-    model = next(g for g in graphs["pruned"] if "int8" in g.name)
+    model = graphs["pruned"][-1]  # the INT8 graph: precisions come in table order
     # A video of one test clip of every class in turn: the label should follow the motion.
     clips, seen = [], set()
     for path, label in zip(manifest.paths("test"), manifest.labels("test"), strict=True):
@@ -233,7 +234,8 @@ def _fmt(v: float | None, spec: str = "{:.3f}") -> str:
     return "-" if v is None else spec.format(v)
 
 
-PRECISIONS = ("fp32", "fp16", "int8")
+DEMO_PRECISIONS = ("fp16", "int8-static")  # graphs beyond FP32, in the table's order
+PRECISIONS = tuple(get_precision(p).column for p in ("fp32", *DEMO_PRECISIONS))  # table columns
 
 
 def results_markdown(rows: list[dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ from edgevid.calib.quantize import (  # noqa: E402
 from edgevid.core.clips import balanced_samples, dataset_clips, folder_clips  # noqa: E402
 from edgevid.core.manifest import load_or_split  # noqa: E402
 from edgevid.core.onnx_file import read_metadata  # noqa: E402
+from edgevid.core.precision import CALIB_METHODS  # noqa: E402
 from edgevid.errors import DataError, ExportError  # noqa: E402
 from edgevid.export.verify import torch_logits, verify_graph  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint  # noqa: E402
@@ -87,7 +88,7 @@ def test_static_int8_is_a_symmetric_per_channel_qdq_graph_that_agrees(
     assert result.cosine > 0.98 and result.agreement >= 0.85
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
+@pytest.mark.parametrize("method", [m for m in CALIB_METHODS if m != "minmax"])
 def test_other_calibration_methods(model_and_graphs, method):
     model, meta, fp32, tmp = model_and_graphs
     clips = folder_clips_or_random(meta)

@@ -217,10 +217,14 @@ def test_cli_export_writes_verified_graphs_and_a_triton_repo(tiny_checkpoint, tm
 def test_cli_verification_failure_fails_the_export_and_writes_nothing(
     tiny_checkpoint, tmp_path, monkeypatch
 ):
-    from edgevid.export import verify
+    import dataclasses
 
-    impossible = verify.Tolerance(min_agreement=1.0, min_cosine=1.5)
-    monkeypatch.setitem(verify.TOLERANCES, "fp16", impossible)
+    from edgevid.core.precision import PRECISIONS, Tolerance
+
+    impossible = Tolerance(min_agreement=1.0, min_cosine=1.5)
+    monkeypatch.setitem(
+        PRECISIONS, "fp16", dataclasses.replace(PRECISIONS["fp16"], tolerance=impossible)
+    )
     out = tmp_path / "out"
     args = ["export", "--checkpoint", str(tiny_checkpoint), "--fp16", "--out", str(out)]
     r = CliRunner().invoke(main, args)

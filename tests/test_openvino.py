@@ -15,8 +15,9 @@ import pytest
 pytest.importorskip("openvino")
 pytest.importorskip("onnx")
 
+from edgevid.core.precision import get_precision  # noqa: E402
 from edgevid.errors import ModelError  # noqa: E402
-from edgevid.export.verify import TOLERANCES, compare, judge  # noqa: E402
+from edgevid.export.verify import compare, judge  # noqa: E402
 from edgevid.runtime.backends import load_backend  # noqa: E402
 from edgevid.runtime.backends.choice import cache_path  # noqa: E402
 
@@ -61,7 +62,7 @@ def test_openvino_matches_onnxruntime(graphs, clips_input, graph, precision):
     stats = compare(ort_logits, ov.run(clips_input))
     # an FP32 run of a graph computes what ONNX Runtime computes; bf16 is judged by its own
     # tolerance (the calibration-free path), the INT8 graphs by theirs
-    tolerance = TOLERANCES["bf16" if precision == "bf16" else graph]
+    tolerance = get_precision("bf16" if precision == "bf16" else graph).tolerance
     assert not judge(stats, tolerance), (graph, precision, stats)
     if graph == "fp32" and precision == "fp32":
         assert stats["max_abs"] < 1e-4 * stats["scale"]
@@ -95,7 +96,7 @@ def test_openvino_matches_onnxruntime_on_the_other_tiny_variants(variant, tmp_pa
             load_backend(path, "cpu").run(x),
             load_backend(path, "openvino", precision=precision).run(x),
         )
-        assert not judge(stats, TOLERANCES[tol]), (path.name, precision, stats)
+        assert not judge(stats, get_precision(tol).tolerance), (path.name, precision, stats)
 
 
 NAMES = {  # auto-choice candidate -> the backend's name once loaded

@@ -175,7 +175,7 @@ def test_ratios_parser(text):
 @given(st.one_of(json_values, near({"variant": "tiny-scratch", "epochs": 3, "lr": 1e-3,
                                      "augment": {"enabled": True, "hflip": 0.0}})))  # fmt: skip
 def test_run_config_parser(doc):
-    from edgevid.schema import validate
+    from edgevid.core.schema import validate
     from edgevid.train.config import TrainConfig
 
     try:

@@ -17,20 +17,48 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgevid.core.artifact import input_name
-from edgevid.core.clips import ClipSet, graph_input
+from edgevid.core.clips import ClipSet, dataset_clips, graph_input
 from edgevid.core.onnx_file import read_metadata, save_onnx
+from edgevid.core.precision import get_calib_method, get_precision
 from edgevid.errors import ExportError, require
 
-CALIB_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 DYNAMIC_OPS = ("MatMul", "Gemm")  # ConvInteger has no fast CPU kernel; the Conv stays float
+
+
+def quantize(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    precision: str,
+    *,
+    calib_data: str | os.PathLike | None = None,
+    method: str = "minmax",
+    num_clips: int = 32,
+    progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The calibration stage as one call: FP32 graph ``src`` -> INT8 graph ``dst``.
+
+    ``precision`` is an INT8 row of :data:`edgevid.core.precision.PRECISIONS`; a calibrated
+    one decodes ``num_clips`` class-balanced clips of ``calib_data``'s train split first."""
+    if precision not in QUANTIZERS:
+        get_precision(precision, ExportError)  # an unknown name: the error lists the known
+        raise ExportError(f"{precision} is not an INT8 precision ({', '.join(QUANTIZERS)})")
+    if not get_precision(precision).calibrated:
+        return QUANTIZERS[precision](src, dst)
+    if calib_data is None:
+        raise ExportError(f"{precision} needs calibration clips: --calib-data DATASET_ROOT")
+    clips = dataset_clips(calib_data, read_metadata(src), num_clips, "train", progress=progress)
+    log(f"calibrating on {len(clips)} clips of {calib_data} ({method})")
+    record = clips.record(dataset=str(calib_data), split="train")
+    return QUANTIZERS[precision](src, dst, clips, method=method, record=record)
 
 
 class ClipReader:
@@ -65,18 +93,10 @@ def onnx_to_int8_static(
     ``record`` (which dataset, split, clips) is stored with the method in the metadata.
     """
     q = require("onnxruntime.quantization", "export", "INT8 quantization")
-    if method not in CALIB_METHODS:
-        raise ExportError(
-            f"unknown calibration method {method!r}; choose {', '.join(CALIB_METHODS)}"
-        )
+    ort_method = getattr(q.CalibrationMethod, get_calib_method(method, ExportError).ort)
     if len(clips) == 0:
         raise ExportError("INT8 calibration needs at least one clip")
     meta = _fp32_meta(src)
-    methods = {
-        "minmax": q.CalibrationMethod.MinMax,
-        "entropy": q.CalibrationMethod.Entropy,
-        "percentile": q.CalibrationMethod.Percentile,
-    }
     reader = ClipReader(clips, meta, input_name(meta))
     with tempfile.TemporaryDirectory(prefix="edgevid-calib-") as work:
         pre = Path(work) / "pre.onnx"
@@ -92,7 +112,7 @@ def onnx_to_int8_static(
                 per_channel=True,
                 activation_type=q.QuantType.QInt8,
                 weight_type=q.QuantType.QInt8,
-                calibrate_method=methods[method],
+                calibrate_method=ort_method,
                 extra_options={
                     "ActivationSymmetric": True,  # zero point 0: what TensorRT requires
                     "WeightSymmetric": True,
@@ -163,3 +183,9 @@ def _save(src: Path, meta, dst: str | os.PathLike) -> Path:
     del model.opset_import[:]
     model.opset_import.extend(kept)
     return save_onnx(model, meta, dst)
+
+
+QUANTIZERS: dict[str, Callable[..., Path]] = {  # INT8 precision -> its quantizer
+    "int8-static": onnx_to_int8_static,
+    "int8-dynamic": onnx_to_int8_dynamic,
+}

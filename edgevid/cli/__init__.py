@@ -130,7 +130,7 @@ def _quiet_libraries() -> None:
 
 
 # One module per stage; each lists its click commands in COMMANDS.
-_COMMAND_MODULES = ("data", "models", "train", "export", "run", "demo")
+_COMMAND_MODULES = ("data", "models", "train", "export", "run", "bench", "demo")
 
 
 def _register() -> None:

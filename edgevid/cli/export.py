@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from edgevid.core.precision import CALIB_METHODS, EXPORTED
 from edgevid.errors import require
+
+INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")]
 
 
 @click.command("export")
@@ -15,20 +18,29 @@ from edgevid.errors import require
 @click.option("--weights", help="Hub id or local folder of pretrained weights (with --variant).")
 @click.option("--random-init", is_flag=True, help="Random weights: for speed tests, not for use.")
 @click.option("--out", default="exports", show_default=True, help="Output folder.")
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(EXPORTED),
+    help="Also write a graph in this precision (repeatable); FP32 is always written.",
+)
 @click.option("--fp16", is_flag=True, help="Also write an FP16 graph (LayerNorm/Softmax FP32).")
 @click.option(
     "--int8",
-    type=click.Choice(["static", "dynamic"]),
+    type=click.Choice(INT8_MODES),
     help="Also write an INT8 graph: static Q/DQ (TensorRT, calibrated on --calib-data, "
-    "default: the checkpoint run's split) or dynamic (CPU).",
+    "default: the checkpoint run's split) or dynamic (CPU). Same as --precision int8-MODE.",
 )
 @click.option("--calib-data", type=click.Path(), help="Dataset folder or manifest to calibrate on.")
 @click.option(
     "--calib-method",
-    type=click.Choice(["minmax", "entropy", "percentile"]),
+    type=click.Choice(list(CALIB_METHODS)),
     default="minmax",
     show_default=True,
-    help="How INT8 activation ranges are chosen from the calibration clips.",
+    help="How INT8 activation ranges are chosen: "
+    + "; ".join(f"{m.name}: {m.help}" for m in CALIB_METHODS.values())
+    + ".",
 )
 @click.option(
     "--calib-clips",
@@ -81,7 +93,7 @@ from edgevid.errors import require
 @click.option("--openvino", is_flag=True,
               help="Also write OpenVINO IR (.xml/.bin) of each graph, verified as OpenVINO "
               "runs it (bf16 where the CPU has it); it loads faster than the .onnx.")  # fmt: skip
-def export(**opts) -> None:
+def export(fp16: bool, int8: str | None, **opts) -> None:
     """Export a model to ONNX graphs, verify them against PyTorch, optionally build engines.
 
     \b
@@ -100,12 +112,18 @@ def export(**opts) -> None:
     Runtime and compared with PyTorch (max/mean logit error, cosine, top-1 agreement,
     accuracy with --data); the export fails, leaving no files, beyond tolerance.
     """
-    from edgevid.export.pipeline import ExportConfig, default_calib_data, parse_batch
+    from edgevid.export.pipeline import (
+        ExportConfig,
+        default_calib_data,
+        needs_calibration,
+        parse_batch,
+    )
 
     opts["batch"] = parse_batch(opts["batch"])
     opts["opset"] = int(opts["opset"])
+    opts["precisions"] += ("fp16",) * fp16 + ((f"int8-{int8}",) if int8 else ())
     cfg = ExportConfig(**opts)
-    if cfg.int8 == "static" and not cfg.calib_data:  # before the slow imports and loading
+    if needs_calibration(cfg) and not cfg.calib_data:  # before the slow imports and loading
         cfg.calib_data = default_calib_data(cfg)
     require("torch", "train", "edgevid export")
     from edgevid.export.pipeline import export_model

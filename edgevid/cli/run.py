@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from edgevid.core.precision import OPENVINO
+
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")  # edgevid.runtime.backends.DEVICES
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # edgevid.runtime.backends.PRECISIONS, lazily
+PRECISIONS = ("auto", *OPENVINO)  # edgevid.runtime.backends.PRECISIONS
 DEVICE_HELP = (
     "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
     "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."

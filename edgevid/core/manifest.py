@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json
+from edgevid.core.schema import at_least, between, non_empty, unique, validate
 from edgevid.core.video import is_video_file, probe_video
 from edgevid.errors import DataError, VideoError
-from edgevid.schema import at_least, between, non_empty, unique, validate
 
 SPLITS = ("train", "val", "test")
 MANIFEST_VERSION = 1
@@ -37,7 +37,7 @@ class Sample:
     label: int  # index into Manifest.classes
     group: str  # clips of one group never straddle splits
 
-    # The file schema (edgevid.schema): a path inside the dataset root, a label index.
+    # The file schema (edgevid.core.schema): a path inside the dataset root, a label index.
     CONSTRAINTS = {"path": lambda p: _inside_root(p), "label": at_least(0)}
 
 
@@ -51,7 +51,7 @@ class Manifest:
     grouping: str = "none"  # "ucf101" when group-aware, else "none"
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. clip statistics
 
-    # The file schema (edgevid.schema): what a manifest.json must hold.
+    # The file schema (edgevid.core.schema): what a manifest.json must hold.
     CONSTRAINTS = {
         "classes": (non_empty, unique),
         "splits": lambda d: None if set(d) <= set(SPLITS) else f"keys must be among {SPLITS}",

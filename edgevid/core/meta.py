@@ -15,8 +15,9 @@ from typing import Any
 
 from edgevid import __version__
 from edgevid._atomic import write_json
+from edgevid.core.precision import PRECISIONS
+from edgevid.core.schema import above, at_least, between, each, non_empty, one_of, unique, validate
 from edgevid.errors import MetadataError
-from edgevid.schema import above, at_least, between, each, non_empty, one_of, unique, validate
 
 META_FILENAME = "edgevid.json"  # beside a checkpoint
 ONNX_META_KEY = "edgevid"  # metadata_props key inside an ONNX graph
@@ -25,7 +26,6 @@ ONNX_META_KEY = "edgevid"  # metadata_props key inside an ONNX graph
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8-static", "int8-dynamic")  # what a graph holds
 INPUT_FORMATS = ("float", "uint8")  # (B,T,3,H,W) normalised float | (B,T,H,W,3) uint8 RGB
 SAMPLING_MODES = ("uniform", "jittered", "strided", "random-stride")
 
@@ -40,7 +40,7 @@ class Sampling:
     frame_stride: int = 1  # equivalent fixed stride (frames at `fps`) for streaming
     fps: float | None = None  # typical frame rate of the training data
 
-    # The file schema (edgevid.schema): value rules, and fields a file must carry.
+    # The file schema (edgevid.core.schema): value rules, and fields a file must carry.
     CONSTRAINTS = {
         "num_frames": at_least(1),
         "mode": one_of(*SAMPLING_MODES),
@@ -70,12 +70,12 @@ class ModelMeta:
     sampling: Sampling = field(default_factory=Sampling)
     num_layers: int | None = None  # encoder layers (after pruning)
     kept_layers: list[int] | None = None  # indices of the original layers that were kept
-    precision: str = "fp32"  # fp32 | fp16 | int8-static | int8-dynamic
+    precision: str = "fp32"  # a name in edgevid.core.precision.PRECISIONS
     input_format: str = "float"  # "float": (B,T,3,H,W) normalised; "uint8": (B,T,H,W,3) RGB
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific records (calibration…)
     edgevid_version: str = __version__
 
-    # The file schema (edgevid.schema): what a sidecar / edgevid.json / embedded blob must hold.
+    # The file schema (edgevid.core.schema): what a sidecar / edgevid.json / embedded blob holds.
     CONSTRAINTS = {
         "labels": (non_empty, unique, each(lambda v: None if v.strip() else "has an empty label")),
         "variant": non_empty,

@@ -21,10 +21,10 @@ from pathlib import Path
 from edgevid.core.artifact import sidecar_path
 from edgevid.core.clips import ClipSet, dataset_clips, folder_clips
 from edgevid.core.meta import ModelMeta
+from edgevid.core.precision import EXPORTED, PRECISIONS, get_calib_method, get_precision
 from edgevid.errors import ExportError, ModelError, require
 from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
 
-INT8_MODES = ("static", "dynamic")
 STAGING_PREFIX = ".edgevid-export-"  # + "<pid>-<random>": the folder a running export fills
 
 
@@ -38,8 +38,7 @@ class ExportConfig:
     opset: int = DEFAULT_OPSET  # 17; 16 for TensorRT 8.5 (JetPack 5)
     raw_input: bool = False  # graph takes uint8 (B, T, H, W, 3) frames, normalises inside
     exporter: str = "dynamo"  # "dynamo" (clean graph, default) | "torchscript" (fallback)
-    fp16: bool = False  # also write the FP16 graph
-    int8: str | None = None  # "static" (Q/DQ, calibrated) | "dynamic" (ORT CPU) | None
+    precisions: tuple[str, ...] = ()  # graphs beyond FP32: fp16, int8-static, int8-dynamic
     calib_data: str | None = None  # dataset folder or manifest for INT8 calibration
     calib_method: str = "minmax"  # minmax | entropy | percentile
     calib_clips: int = 32  # class-balanced calibration clips (train split)
@@ -80,8 +79,6 @@ def parse_batch(text: str) -> tuple[int, int, int]:
 
 def check_config(cfg: ExportConfig) -> None:
     """Refuse a bad combination of options before any slow work starts."""
-    from edgevid.calib.quantize import CALIB_METHODS
-
     if (cfg.variant is None) == (cfg.checkpoint is None):
         raise ExportError("give exactly one of --variant NAME or --checkpoint DIR")
     if cfg.checkpoint and (cfg.weights or cfg.random_init):
@@ -90,20 +87,26 @@ def check_config(cfg: ExportConfig) -> None:
         raise ExportError("--weights and --random-init exclude each other")
     if cfg.opset not in SUPPORTED_OPSETS:
         raise ExportError(f"--opset must be one of {', '.join(map(str, SUPPORTED_OPSETS))}")
-    if cfg.int8 not in (None, *INT8_MODES):
-        raise ExportError(f"--int8 must be static or dynamic, got {cfg.int8!r}")
-    if cfg.int8 == "static" and not cfg.calib_data:
+    for name in cfg.precisions:
+        if not get_precision(name, ExportError).exported or name == "fp32":
+            raise ExportError(f"edgevid export cannot write {name} graphs; it writes fp32 and "
+                              f"{', '.join(EXPORTED)}")  # fmt: skip
+    cfg.precisions = tuple(p for p in PRECISIONS if p in cfg.precisions)  # table order, once
+    if needs_calibration(cfg) and not cfg.calib_data:
         cfg.calib_data = default_calib_data(cfg)
-    if cfg.calib_method not in CALIB_METHODS:
-        raise ExportError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
+    get_calib_method(cfg.calib_method, ExportError)
     if cfg.calib_clips < 1 or cfg.verify_clips < 1:
         raise ExportError("--calib-clips and --verify-clips must be at least 1")
     if cfg.trt:
-        from edgevid.export.trt import check_dla_batch, load_tensorrt
+        from edgevid.runtime.backends.tensorrt_build import check_dla_batch, load_tensorrt
 
         if cfg.dla_core is not None:
             check_dla_batch(cfg.batch)  # a DLA engine takes one batch size
         load_tensorrt()  # a missing TensorRT is reported now, not after the export
+
+
+def needs_calibration(cfg: ExportConfig) -> bool:
+    return any(get_precision(p, ExportError).calibrated for p in cfg.precisions)
 
 
 def default_calib_data(cfg: ExportConfig) -> str:
@@ -301,14 +304,9 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
         exporter=cfg.exporter,
     )
     result.graphs.append(fp32)
-    if cfg.fp16:
-        from edgevid.export.fp16 import onnx_to_fp16
-
-        result.graphs.append(
-            _timed(log, "FP16 ONNX", onnx_to_fp16, fp32, work / f"{stem}-fp16.onnx")
-        )
-    if cfg.int8:
-        result.graphs.append(_quantize(cfg, fp32, work / f"{stem}-int8-{cfg.int8}.onnx", log))
+    for name in cfg.precisions:  # table order: FP16 before INT8
+        dst = work / f"{stem}{get_precision(name).suffix}.onnx"
+        result.graphs.append(_timed(log, f"{name} ONNX", _convert, cfg, name, fp32, dst, log))
     if cfg.openvino:
         from edgevid.export.openvino_ir import onnx_to_ir
 
@@ -318,7 +316,7 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     if cfg.verify:
         result.verification, result.table = _verify(cfg, model, result, log)
     if cfg.trt:
-        from edgevid.export.trt import onnx_to_engine
+        from edgevid.runtime.backends.tensorrt_build import onnx_to_engine
 
         for graph in result.graphs:
             engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
@@ -338,27 +336,17 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     return result
 
 
-def _quantize(cfg: ExportConfig, fp32: Path, dst: Path, log) -> Path:
-    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
-    from edgevid.core.onnx_file import read_metadata
+def _convert(cfg: ExportConfig, precision: str, fp32: Path, dst: Path, log) -> Path:
+    """The FP32 graph in another precision: FP16 here, INT8 by the calibration stage."""
+    if precision == "fp16":
+        from edgevid.export.fp16 import onnx_to_fp16
 
-    if cfg.int8 == "dynamic":
-        return _timed(log, "INT8 dynamic ONNX", onnx_to_int8_dynamic, fp32, dst)
-    meta = read_metadata(fp32)
+        return onnx_to_fp16(fp32, dst)
+    from edgevid.calib.quantize import quantize
+
     with _bar("calibration clips", cfg.calib_clips) as progress:
-        clips = dataset_clips(cfg.calib_data, meta, cfg.calib_clips, "train", progress=progress)
-    record = clips.record(dataset=str(cfg.calib_data), split="train")
-    log(f"calibrating on {len(clips)} clips of {cfg.calib_data} ({cfg.calib_method})")
-    return _timed(
-        log,
-        "INT8 static ONNX",
-        onnx_to_int8_static,
-        fp32,
-        dst,
-        clips,
-        method=cfg.calib_method,
-        record=record,
-    )
+        return quantize(fp32, dst, precision, calib_data=cfg.calib_data, method=cfg.calib_method,
+                        num_clips=cfg.calib_clips, progress=progress, log=log)  # fmt: skip
 
 
 def _verify(cfg: ExportConfig, model, result: ExportResult, log):

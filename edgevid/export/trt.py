@@ -34,6 +34,7 @@ from edgevid._atomic import write_bytes
 from edgevid.core.artifact import input_name, sidecar_path
 from edgevid.core.meta import ModelMeta
 from edgevid.core.onnx_file import read_metadata
+from edgevid.core.precision import get_precision
 from edgevid.errors import ExportError, require
 
 DEFAULT_WORKSPACE_MB = 2048
@@ -67,28 +68,30 @@ def build_plan(
 
     ``fp16_kernels`` asks for FP16 kernels in an FP32 graph (a Jetson compiling a plain
     ``.onnx``), which only weak typing can do: TensorRT 11 builds the graph's FP32 as is."""
+    row = get_precision(precision, ExportError)
     major, minor = version
-    if major < 8 or (major == 8 and minor < 5):
+    if (major, minor) < (8, 5):
         raise ExportError(f"TensorRT {major}.{minor} is too old: edgevid needs 8.5 or newer")
+    if (major, minor) < row.trt_min:
+        raise ExportError(
+            f"TensorRT {major}.{minor} has no {precision.upper()}: "
+            f"use TensorRT {'.'.join(map(str, row.trt_min))} or newer"
+        )
     explicit = major < 10  # implicit batch was the default before 10; 10 ignores the flag
     strong = BuildPlan(True, explicit, (), False)
-    weak = BuildPlan(False, explicit, (), False)
+    fp16_kernels = fp16_kernels and precision == "fp32"
     if major >= 11:  # strongly typed, always: the flags no longer exist
-        if precision == "fp32" and fp16_kernels:
+        if fp16_kernels:
             return BuildPlan(True, False, (), False, "TensorRT 11 builds an FP32 graph in FP32: "
                              "export --fp16 for FP16 kernels")  # fmt: skip
         return strong
-    if precision in ("fp16", "bf16"):
-        if major >= 10:
-            return strong  # the FP32 islands around LayerNorm/Softmax are honoured as typed
-        if precision == "bf16":
-            raise ExportError(f"TensorRT {major}.{minor} has no BF16: use TensorRT 10 or newer")
-        return BuildPlan(False, explicit, ("FP16", "OBEY_PRECISION_CONSTRAINTS"), True)
-    if precision == "int8-static":  # Q/DQ scales; FP16 for what is not quantized
-        return BuildPlan(False, explicit, ("FP16", "INT8"), False)
-    if precision == "fp32" and fp16_kernels:
+    if row.trt_typed and major >= 10:
+        return strong  # the FP32 islands around LayerNorm/Softmax are honoured as typed
+    if row.trt_flags:  # weakly typed: the builder flags let it use the graph's kernels
+        return BuildPlan(False, explicit, row.trt_flags, row.trt_typed)
+    if fp16_kernels:
         return BuildPlan(False, explicit, ("FP16",), False)
-    return strong if major >= 10 else weak
+    return BuildPlan(major >= 10, explicit, (), False)
 
 
 def fp32_islands(layers: list[tuple[str, list[str]]]) -> list[int]:

@@ -23,25 +23,8 @@ import numpy as np
 from edgevid.core.clips import ClipSet, graph_input
 from edgevid.core.meta import ModelMeta
 from edgevid.core.onnx_file import read_metadata
+from edgevid.core.precision import Tolerance, get_precision
 from edgevid.errors import ExportError, require
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    max_abs: float | None = None  # FP32: max |logit error| / max(1, max |reference logit|)
-    min_agreement: float = 1.0  # fraction of clips whose top-1 class is unchanged
-    min_cosine: float = 0.0  # mean cosine similarity of the logit vectors
-
-
-TOLERANCES = {
-    "fp32": Tolerance(max_abs=1e-4, min_agreement=1.0, min_cosine=0.99999),
-    "fp16": Tolerance(min_agreement=0.95, min_cosine=0.999),
-    # an FP32 graph executed as bf16 (OpenVINO's inference precision): 8-bit mantissas in the
-    # matmuls, FP32 accumulation; no calibration. Judged like FP16, a little tighter on cosine
-    "bf16": Tolerance(min_agreement=0.95, min_cosine=0.9995),
-    "int8-static": Tolerance(min_agreement=0.85, min_cosine=0.98),
-    "int8-dynamic": Tolerance(min_agreement=0.85, min_cosine=0.98),
-}
 
 
 @dataclass
@@ -143,7 +126,7 @@ def verify_openvino(
     logits, meta, ran_at = openvino_logits(path, clips, precision)
     key = "bf16" if ran_at == "bf16" and meta.precision in ("fp32", "fp16") else meta.precision
     return _verification(path, meta, f"{meta.precision}@ov-{ran_at}", logits, reference, clips,
-                         TOLERANCES.get(key, TOLERANCES["fp32"]))  # fmt: skip
+                         get_precision(key).tolerance)  # fmt: skip
 
 
 def verify_graph(
@@ -154,7 +137,7 @@ def verify_graph(
 ) -> Verification:
     """Run the graph at ``path`` on ``clips`` and compare with the PyTorch ``reference``."""
     meta = read_metadata(path)
-    tolerance = tolerance or TOLERANCES.get(meta.precision, TOLERANCES["fp32"])
+    tolerance = tolerance or get_precision(meta.precision).tolerance
     logits = onnx_logits(path, clips)
     return _verification(path, meta, meta.precision, logits, reference, clips, tolerance)
 

@@ -1,6 +1,6 @@
 """Runtime benchmark: a model file on a video file, end to end, in a fresh process.
 
-Each model runs in its own child process (``python -m edgevid.runtime.bench``) so that
+Each model runs in its own child process (``edgevid bench-model``, hidden) so that
 its peak RSS is its own. Reported per model: end-to-end fps of the whole loop (decode ->
 buffer -> inference) on a file read as fast as it decodes, time per stage, the runtime's
 overhead (decode + preprocess + buffer) as a fraction of inference time, peak RSS against
@@ -10,7 +10,6 @@ camera at one inference every ``every`` frames.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -113,7 +112,7 @@ def bench_models(models: list[str | os.PathLike], video: str | os.PathLike, **kw
     """:func:`bench_model` for each model, each in a fresh child process."""
     results = []
     for model in models:
-        cmd = [sys.executable, "-m", "edgevid.runtime.bench", str(model), str(video)]
+        cmd = [sys.executable, "-m", "edgevid", "bench-model", str(model), str(video)]
         for key, value in kw.items():
             if value is not None:
                 cmd += [f"--{key.replace('_', '-')}", str(value)]
@@ -141,29 +140,3 @@ def format_table(rows: list[dict]) -> str:
             f"{r['every']} frames)"
         )
     return "\n".join(lines)
-
-
-def _main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgevid.runtime.bench")
-    ap.add_argument("model")
-    ap.add_argument("video")
-    ap.add_argument("--every", type=int, default=8)
-    ap.add_argument("--max-frames", type=int, default=None)
-    ap.add_argument("--target-fps", type=float, default=30.0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None)
-    a = ap.parse_args(argv)
-    try:
-        r = bench_model(
-            a.model, a.video, every=a.every, max_frames=a.max_frames,
-            target_fps=a.target_fps, device=a.device, threads=a.threads,
-        )  # fmt: skip
-    except EdgevidError as e:
-        print(f"edgevid: error: {e}", file=sys.stderr)
-        return e.exit_code
-    print(json.dumps(r))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -38,8 +38,8 @@ from edgevid._atomic import write_json
 from edgevid.core.clips import clip_batches
 from edgevid.core.manifest import Manifest
 from edgevid.core.meta import ModelMeta, Sampling
+from edgevid.core.schema import validate
 from edgevid.errors import DataError, ModelError
-from edgevid.schema import validate
 from edgevid.train.build import build_model
 from edgevid.train.checkpoint import (
     load_checkpoint,

@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from edgevid.core.precision import OPENVINO
 from edgevid.errors import ModelError
 from edgevid.runtime.backends.base import Backend
 
@@ -33,8 +34,7 @@ _BY_EXTENSION = {
 # devices that name a backend of their own, whatever the extension's default
 _BY_DEVICE = {"openvino": "edgevid.runtime.backends.openvino"}
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
-# OpenVINO inference precisions (edgevid.runtime.backends.openvino.PRECISIONS, lazily)
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", *OPENVINO)  # OpenVINO inference precisions; auto: bf16 where fast
 # URI scheme -> module of a remote backend (the "path" is the URI itself)
 _BY_SCHEME = {
     "triton": "edgevid.runtime.backends.triton",

@@ -5,7 +5,7 @@ says. edgevid always sets that hint itself and records it (``backend.precision``
 ``backend.name``): by default bf16 on a CPU whose ``OPTIMIZATION_CAPABILITIES`` list BF16
 (AVX-512 BF16 or AMX), else f32. That is edgevid's calibration-free fast path: an FP32
 graph executed as bf16, no calibration set, verified like the other precisions
-(``edgevid.export.verify.TOLERANCES["bf16"]``). ``precision="fp32"`` keeps full FP32;
+(the bf16 row of ``edgevid.core.precision.PRECISIONS``). ``precision="fp32"`` keeps full FP32;
 ``precision="bf16"`` on a CPU without bf16 is refused, not silently run in f32.
 
     backend = OpenVinoBackend("prune8.onnx", threads=2)               # bf16 where supported
@@ -24,18 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgevid.core.artifact import check_io, read_meta
+from edgevid.core.precision import OPENVINO
+from edgevid.core.precision import PRECISIONS as PRECISIONS_TABLE
 from edgevid.errors import ModelError, require
 from edgevid.runtime.backends.base import Backend
 
 ov = require("openvino", "openvino", "the OpenVINO backend")
 
 # --precision value -> (INFERENCE_PRECISION_HINT, capability the CPU must list for it)
-HINTS: dict[str, tuple[str, str]] = {
-    "fp32": ("f32", "FP32"),
-    "bf16": ("bf16", "BF16"),
-    "fp16": ("f16", "FP16"),
-}
-PRECISIONS = ("auto", *HINTS)  # "auto": bf16 where the CPU has it, else fp32
+HINTS = {name: (PRECISIONS_TABLE[name].openvino_hint, name.upper()) for name in OPENVINO}
+PRECISIONS = ("auto", *OPENVINO)  # "auto": bf16 where the CPU has it, else fp32
 META_RT_KEY = "edgevid"  # rt_info key of the metadata JSON in an IR written by edgevid
 
 
