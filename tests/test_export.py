@@ -281,7 +281,7 @@ def test_stages_after_the_pytorch_export_never_import_torch():
         "edgevid.core.onnx_file",
         "edgevid.export.fp16",
         "edgevid.export.verify",
-        "edgevid.export.trt",
+        "edgevid.runtime.backends.tensorrt_build",
         "edgevid.export.triton",
         "edgevid.core.clips",
         "edgevid.calib.quantize",

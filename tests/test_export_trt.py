@@ -28,7 +28,7 @@ def gpu_reason() -> str | None:
 
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed: the missing-TensorRT path is moot")
 def test_missing_tensorrt_is_one_clear_line_before_any_work(tmp_path):
-    from edgevid.export.trt import load_tensorrt
+    from edgevid.runtime.backends.tensorrt_build import load_tensorrt
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'edgevid\[trt\]'"):
         load_tensorrt()
@@ -65,7 +65,7 @@ def test_engine_builds_with_a_batch_profile(tiny_onnx, tmp_path, precision):
     from edgevid.core.artifact import sidecar_path
     from edgevid.core.onnx_file import read_metadata
     from edgevid.export.fp16 import onnx_to_fp16
-    from edgevid.export.trt import onnx_to_engine
+    from edgevid.runtime.backends.tensorrt_build import onnx_to_engine
 
     graph = tiny_onnx if precision == "fp32" else onnx_to_fp16(tiny_onnx, tmp_path / "fp16.onnx")
     cache = tmp_path / "timing.cache"
@@ -83,7 +83,7 @@ def test_engine_builds_with_a_batch_profile(tiny_onnx, tmp_path, precision):
 # --- right by construction: the pure parts, checked here without a GPU ---------------------
 
 from edgevid.errors import ExportError, ModelError  # noqa: E402
-from edgevid.export.trt import (  # noqa: E402
+from edgevid.runtime.backends.tensorrt_build import (  # noqa: E402
     build_plan,
     check_dla_batch,
     fp32_islands,
@@ -236,7 +236,7 @@ def test_foreign_timing_cache_is_reported_and_replaced(tiny_onnx, tmp_path):
     reason = gpu_reason()
     if reason:
         pytest.skip(reason)
-    from edgevid.export.trt import onnx_to_engine
+    from edgevid.runtime.backends.tensorrt_build import onnx_to_engine
 
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"not a timing cache from this device")
@@ -281,7 +281,7 @@ def test_onnx_compiles_to_a_cached_engine_on_first_use(tiny_onnx, tmp_path):
 
 
 def test_build_progress_lines_are_phases_and_throttled_steps():
-    from edgevid.export.trt import BuildProgress
+    from edgevid.runtime.backends.tensorrt_build import BuildProgress
 
     now = [0.0]
     lines: list[str] = []

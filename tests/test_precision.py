@@ -33,7 +33,7 @@ def test_every_row_is_complete_and_names_its_file(name):
 def test_unknown_precision_is_an_error_everywhere(tmp_path):
     from edgevid.calib.quantize import quantize
     from edgevid.export.pipeline import ExportConfig, check_config
-    from edgevid.export.trt import build_plan
+    from edgevid.runtime.backends.tensorrt_build import build_plan
 
     with pytest.raises(MetadataError, match="unknown precision 'fp8'"):
         get_precision("fp8")

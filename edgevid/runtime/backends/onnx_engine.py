@@ -155,7 +155,7 @@ def build(path: Path, key: EngineKey, folder: Path, log) -> tuple[Path, float]:
     import onnxruntime as ort
 
     from edgevid.core.artifact import read_meta
-    from edgevid.export.trt import onnx_to_engine
+    from edgevid.runtime.backends.tensorrt_build import onnx_to_engine
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = read_meta(path, session.get_modelmeta().custom_metadata_map)
