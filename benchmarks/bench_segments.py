@@ -1,7 +1,8 @@
 """Action segments of a trained tiny model on untrimmed synthetic videos with known boundaries.
 
-Trains a tiny TimeSformer (tiny-prune8, random init) on the synthetic motion dataset (the
-first --classes motions), or reuses a run (--run DIR), then for each seed makes an
+Trains a tiny TimeSformer (tiny-prune8, random init, --epochs) on the synthetic motion
+dataset restricted to --motions (default MoveLeft, MoveUp, Grow: one per axis of motion,
+which a tiny model learns first), or reuses a run (--run DIR), then for each seed makes an
 untrimmed video (`edgevid data synth --untrimmed`: --segments actions of 3-5 s back to
 back) and runs it through `edgevid.predict` (the runtime's loop, EMA smoothing and
 segmenter with their defaults, ONNX Runtime on the checkpoint exported on the fly).
@@ -10,13 +11,14 @@ the mean absolute boundary error in seconds of the matched segments. Also the wi
 accuracy (share of windows whose label is the true action at the window's centre).
 Prints a table, writes benchmarks/results/bench_segments.json.
 
-    python benchmarks/bench_segments.py [--run runs/motion3] [--videos 5] [--epochs 30]
+    python benchmarks/bench_segments.py [--run runs/axes] [--videos 5] [--epochs 15]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,18 +27,23 @@ import numpy as np
 
 import edgevid
 from edgevid.runtime.segments import Segment, segment_scores
-from edgevid.train.synth import make_untrimmed_video
+from edgevid.train.synth import MOTIONS, make_untrimmed_video
 
+DEFAULT_MOTIONS = ("MoveLeft", "MoveUp", "Grow")
 RESULTS = Path(__file__).parent / "results" / "bench_segments.json"
 
 
-def train_tiny(work: Path, classes: int, epochs: int) -> Path:
+def train_tiny(work: Path, motions: tuple[str, ...], epochs: int) -> Path:
     from edgevid.core.manifest import split_dataset
     from edgevid.train.config import AugmentConfig, TrainConfig
     from edgevid.train.synth import make_synthetic_dataset
     from edgevid.train.trainer import train
 
-    make_synthetic_dataset(work / "synth", classes=classes, clips_per_class=200, seed=7)
+    upto = max(MOTIONS.index(m) for m in motions) + 1
+    make_synthetic_dataset(work / "synth", classes=upto, clips_per_class=150, seed=7)
+    for m in MOTIONS[:upto]:
+        if m not in motions:
+            shutil.rmtree(work / "synth" / m)
     manifest = split_dataset(work / "synth", ratios=(0.7, 0.1, 0.2), seed=0)
     cfg = TrainConfig(
         variant="tiny-prune8", weights="random", epochs=epochs, lr=1e-3, batch_size=16,
@@ -44,6 +51,13 @@ def train_tiny(work: Path, classes: int, epochs: int) -> Path:
     )  # fmt: skip
     train(cfg, manifest, work / "run", progress=False)
     return work / "run"
+
+
+def edgevid_labels(run: Path) -> list[str]:
+    from edgevid.core.meta import ModelMeta
+
+    best = run / "best" if (run / "best").is_dir() else run
+    return ModelMeta.load(best).labels
 
 
 def window_accuracy(results: list, truth: list) -> float:
@@ -59,19 +73,25 @@ def window_accuracy(results: list, truth: list) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=None, help="Trained run folder to reuse.")
-    ap.add_argument("--classes", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument(
+        "--motions",
+        nargs="+",
+        default=None,
+        help="Motions of the untrimmed videos [default: the model's labels].",
+    )
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--videos", type=int, default=5, help="Untrimmed videos (seeds).")
     ap.add_argument("--segments", type=int, default=10, help="Actions per video.")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_segments."))
-    run = args.run or train_tiny(work, args.classes, args.epochs)
+    run = args.run or train_tiny(work, tuple(args.motions or DEFAULT_MOTIONS), args.epochs)
+    motions = tuple(args.motions or edgevid_labels(run))
     rows, pooled_pred, pooled_truth, pooled_acc = [], [], [], []
     for seed in range(args.videos):
         video = work / f"untrimmed-{seed}.mp4"
         truth_raw = make_untrimmed_video(
-            video, classes=args.classes, segments=args.segments, seed=100 + seed
+            video, segments=args.segments, seed=100 + seed, motions=motions
         )
         truth = [Segment(s.label, s.start, s.end, 1.0, "closed") for s in truth_raw]
         t0 = time.perf_counter()
@@ -97,7 +117,7 @@ def main() -> None:
               f"{r['f1']:>8.2f}{err:>13}")  # fmt: skip
     out = {
         "run": str(run),
-        "classes": args.classes,
+        "motions": list(motions),
         "segments_per_video": args.segments,
         "videos": rows,
         "pooled": {**pooled, "window_acc": float(np.mean(pooled_acc))},

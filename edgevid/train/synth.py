@@ -170,17 +170,19 @@ def make_untrimmed_video(
     segment_s: tuple[float, float] = (3.0, 5.0),
     seed: int = 0,
     config: SynthConfig | None = None,
+    motions: tuple[str, ...] | None = None,
 ) -> list[TrueSegment]:
     """An untrimmed video with known action boundaries: ``segments`` actions of the first
-    ``classes`` motions back to back (consecutive ones differ), each ``segment_s`` seconds
-    long and made of training-length clips of its motion, over one scene (one camera).
-    Writes ``out`` (.mp4) and the ground truth beside it (``out`` with .json: fps, frames,
-    segments); returns the segments."""
+    ``classes`` motions (or of ``motions``) back to back (consecutive ones differ), each
+    ``segment_s`` seconds long and made of training-length clips of its motion, over one
+    scene (one camera). Writes ``out`` (.mp4) and the ground truth beside it (``out`` with
+    .json: fps, frames, segments); returns the segments."""
     from edgevid._atomic import write_json
 
     cfg = config or SynthConfig()
-    if not 2 <= classes <= len(MOTIONS):
-        raise DataError(f"--classes must be between 2 and {len(MOTIONS)}, got {classes}")
+    names = tuple(motions) if motions else MOTIONS[:classes]
+    if not 2 <= len(names) <= len(MOTIONS) or not set(names) <= set(MOTIONS):
+        raise DataError(f"need 2 to {len(MOTIONS)} motions of {', '.join(MOTIONS)}, got {names}")
     if segments < 1:
         raise DataError(f"--segments must be at least 1, got {segments}")
     rng = np.random.default_rng(seed)
@@ -189,9 +191,9 @@ def make_untrimmed_video(
     truth: list[TrueSegment] = []
     frame, previous = 0, -1
     for _ in range(segments):
-        choices = [c for c in range(classes) if c != previous]
+        choices = [c for c in range(len(names)) if c != previous]
         k = int(choices[int(rng.integers(len(choices)))])
-        previous, motion = k, MOTIONS[k]
+        previous, motion = k, names[k]
         want = round(rng.uniform(*segment_s) * cfg.fps)  # frames of this action
         start = frame
         while frame - start < want:
