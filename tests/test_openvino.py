@@ -245,3 +245,18 @@ def test_export_openvino_writes_verified_ir_that_runs_like_the_graph(tiny_checkp
         assert ir.name == "openvino[CPU,fp32]" and ir.meta == graph.meta
         np.testing.assert_allclose(ir.run(x), graph.run(x), atol=1e-5)
     assert load_backend(out / "tiny-prune8.xml").name.startswith("openvino[CPU,")  # .xml: OV
+
+
+def test_auto_on_an_ir_times_openvino_precisions_only(tiny_onnx, tmp_path, monkeypatch):
+    from edgevid.export.openvino_ir import onnx_to_ir
+    from edgevid.runtime.backends.choice import timed_candidates
+
+    ir = onnx_to_ir(tiny_onnx, tmp_path / "tiny.xml")
+    (tmp_path / "tiny.json").write_bytes(tiny_onnx.with_suffix(".json").read_bytes())
+    # the suite's pin (onnxruntime) cannot apply to an IR: OpenVINO at its default precision
+    assert load_backend(ir).selection == "backend: openvino (EDGEVID_CPU_BACKEND)"
+    monkeypatch.setenv("EDGEVID_CPU_BACKEND", "auto")
+    backend = load_backend(ir)
+    cache = json.loads(cache_path(ir).read_text())
+    assert set(cache["ms"]) == set(timed_candidates(ir=True)) and "onnxruntime" not in cache["ms"]
+    assert backend.name == NAMES[cache["backend"]] and "(measured" in backend.selection

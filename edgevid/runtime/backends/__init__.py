@@ -101,11 +101,7 @@ def load_backend(
     module = _BY_DEVICE.get(device)
     if module is None:
         module = backend_class(path).__module__
-    if module.endswith(".openvino"):
-        return _open(module, path, device, threads, **_hint(precision))
-    if hinted:
-        raise ModelError(f"--precision {precision} is an OpenVINO setting: use --device openvino")
-    if device == "auto" and path.suffix.lower() == ".onnx":
+    if device == "auto" and not hinted and path.suffix.lower() in (".onnx", ".xml"):
         from edgevid.runtime.backends.choice import choose_cpu_backend
 
         choice, backend = choose_cpu_backend(
@@ -113,6 +109,10 @@ def load_backend(
         )
         backend.selection = choice.note()
         return backend
+    if module.endswith(".openvino"):
+        return _open(module, path, device, threads, **_hint(precision))
+    if hinted:
+        raise ModelError(f"--precision {precision} is an OpenVINO setting: use --device openvino")
     return _open(module, path, device, threads)
 
 

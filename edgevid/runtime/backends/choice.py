@@ -1,6 +1,7 @@
 """Which CPU backend runs a ``.onnx`` graph by default: the one that measures faster for it.
 
-The rule (``--device auto``, a ``.onnx`` file, no GPU execution provider in ONNX Runtime):
+The rule (``--device auto``, a ``.onnx`` file, no GPU execution provider in ONNX Runtime;
+for an OpenVINO IR ``.xml`` the same rule among OpenVINO's precisions):
 
 1. ``EDGEVID_CPU_BACKEND=onnxruntime|openvino`` in the environment -> that one (``auto`` or
    unset: the rule below). The test suite sets ``onnxruntime`` so its numbers are ORT's.
@@ -146,21 +147,24 @@ def choose_cpu_backend(
     ``load(module_name, precision) -> Backend`` opens the model with one candidate.
     """
     model = Path(model)
+    ir = model.suffix.lower() == ".xml"  # OpenVINO IR: only OpenVINO's precisions compete
     forced = os.environ.get(ENV, "auto").strip().lower()
+    if ir and forced == "onnxruntime":
+        forced = "openvino"  # an IR has one engine: its default precision
     if forced in CANDIDATES:
         return Choice(forced, {}, ENV), load(*CANDIDATES[forced])
-    if forced != "auto":
+    if forced not in CANDIDATES and forced != "auto":
         raise ModelError(f"{ENV}={forced!r}: choose auto, {', '.join(CANDIDATES)}")
-    if has_gpu_provider():
+    if not ir and has_gpu_provider():
         return Choice("onnxruntime", {}, "GPU"), load(*CANDIDATES["onnxruntime"])
-    if not has_openvino():
+    if not ir and not has_openvino():
         return Choice("onnxruntime", {}, "only candidate"), load(*CANDIDATES["onnxruntime"])
     key = cache_key(model, threads)
     cached = read_cache(model, key)
     if cached is not None:
         return cached, load(*CANDIDATES[cached.backend])
     ms: dict[str, float] = {}
-    for name in timed_candidates():  # one loaded at a time: peak memory stays one model's
+    for name in timed_candidates(ir):  # one loaded at a time: peak memory stays one model's
         backend = load(*CANDIDATES[name])
         try:
             ms[name] = time_backend(backend)
@@ -177,8 +181,9 @@ def choose_cpu_backend(
     return choice, load(*CANDIDATES[best])
 
 
-def timed_candidates() -> list[str]:
+def timed_candidates(ir: bool = False) -> list[str]:
+    """What competes: ONNX Runtime (not for an IR), OpenVINO f32, OpenVINO bf16 (BF16 CPUs)."""
     from edgevid.runtime.backends.openvino import ov_cpu_info
 
     bf16 = "BF16" in ov_cpu_info().capabilities
-    return ["onnxruntime", "openvino-fp32"] + (["openvino-bf16"] if bf16 else [])
+    return ([] if ir else ["onnxruntime"]) + ["openvino-fp32"] + (["openvino-bf16"] if bf16 else [])
