@@ -653,3 +653,47 @@ def test_unreachable_hub_switches_to_offline_at_once(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert offline_unless_hub_reachable() is True
     assert constants.HF_HUB_OFFLINE is True and constants.is_offline_mode()
+
+
+# --- 7. a video that stops decoding part-way: resync, warn with the numbers, count it --------
+@pytest.fixture(scope="module")
+def damaged_clip(tmp_path_factory, media_dir) -> Path:
+    """bikes.mp4 (250 frames) with 40 kB zeroed in the middle of its frame data."""
+    data = bytearray((media_dir / "bikes.mp4").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 40_000] = bytes(40_000)
+    path = tmp_path_factory.mktemp("damaged") / "Grow" / "v_Grow_g01_c01.mp4"
+    path.parent.mkdir()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_video_resyncs_and_says_how_much_decoded(damaged_clip):
+    from edgevid.core.video import iter_frames
+
+    partial: list[str] = []
+    n = sum(1 for _ in iter_frames(damaged_clip, partial))
+    assert 200 < n < 250  # past the damaged block (it stopped at 120 before the resync)
+    assert len(partial) == 1 and f"decoded {n} of the 250 frames" in partial[0]
+
+
+def test_run_warns_about_a_damaged_file_and_counts_it(damaged_clip, tiny_onnx, tmp_path):
+    code, out = invoke(["run", "-s", damaged_clip, "-m", tiny_onnx, "--device", "cpu",
+                        "--json", tmp_path / "r.jsonl"])  # fmt: skip
+    assert code == 0 and "Traceback" not in out  # documented: the decodable part is used
+    warning = [line for line in out.splitlines() if "of the 250 frames" in line]
+    assert len(warning) == 1 and "damaged" in warning[0], out
+    code, out = invoke(["run", "-s", damaged_clip, "-m", tiny_onnx, "--device", "cpu", "-q",
+                        "--json", tmp_path / "q.jsonl"])  # fmt: skip
+    assert code == 0 and out.count("edgevid: warning:") == 1 and "of the 250 frames" in out
+
+
+@needs_torch
+def test_eval_lists_a_damaged_clip_as_partial(damaged_clip, tiny_onnx, tmp_path):
+    code, out = invoke(["eval", "--model", tiny_onnx, "--data", damaged_clip.parents[1],
+                        "--out", tmp_path / "ev"])  # fmt: skip
+    assert code == 0, out
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["num_clips"] == 1 and report["skipped"] == []
+    assert len(report["partial"]) == 1 and "of the 250 frames" in report["partial"][0]
+    assert "edgevid: warning:" in out

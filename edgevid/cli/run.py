@@ -175,7 +175,9 @@ def run(
                 click.echo(f"  model {model} on {clf.backend.name}", err=True)
                 if clf.backend.selection:  # which engine --device auto took, and why
                     click.echo(clf.backend.selection, err=True)
-    if quiet:
+    if quiet:  # the summary names damaged files otherwise
+        for damaged in streamer.stats.summary()["damaged_files"]:
+            click.echo(f"edgevid: warning: {damaged}", err=True)
         return
     click.echo(outcome.format_segments(), err=True)
     for line in outcome.report:

@@ -390,16 +390,20 @@ def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
     predict, meta = load_predictor(model_path, device)
     paths, targets = labelled_clips(data, meta.labels, split)
     skipped: list[str] = []
+    partial: list[str] = []
     with click.progressbar(length=len(paths), label="evaluating", file=sys.stderr) as bar:
 
         def batches():
-            for x, y in clip_batches(paths, targets, meta, batch_size, skipped):
+            for x, y in clip_batches(paths, targets, meta, batch_size, skipped, partial):
                 bar.update(len(y))
                 yield x, y
 
         report = evaluate(predict, batches(), meta.labels, skipped)
+    report.partial = partial
     for s in skipped:
         click.echo(f"skipped undecodable clip {s}", err=True)
+    for s in partial:
+        click.echo(f"edgevid: warning: {s}; evaluated on what decoded", err=True)
     if out is not None:
         from edgevid.train.plots import plot_confusion
 

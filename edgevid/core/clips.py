@@ -46,10 +46,14 @@ class ClipSet:
         return {"clips": len(self), "per_class": per_class, **extra}
 
 
-def load_clip(path: str | os.PathLike, num_frames: int, size: int) -> np.ndarray:
-    """One video -> (T, S, S, 3) uint8: T uniform frames (segment centres), resized, cropped."""
+def load_clip(
+    path: str | os.PathLike, num_frames: int, size: int, partial: list[str] | None = None
+) -> np.ndarray:
+    """One video -> (T, S, S, 3) uint8: T uniform frames (segment centres), resized, cropped.
+    A damaged or truncated file that decoded short is described in ``partial``."""
     info = probe_video(path)
-    frames = read_frames(path, uniform_indices(info.num_frames, num_frames))  # (T, H, W, 3)
+    indices = uniform_indices(info.num_frames, num_frames)
+    frames = read_frames(path, indices, partial)  # (T, H, W, 3)
     return prepare_clip(frames, size)
 
 
@@ -60,9 +64,11 @@ def graph_input(frames: np.ndarray, meta: ModelMeta) -> np.ndarray:
     return normalize_clip(frames, meta.mean, meta.std)  # (..., T, 3, S, S)
 
 
-def eval_clip(path: str | os.PathLike, meta: ModelMeta) -> np.ndarray:
+def eval_clip(
+    path: str | os.PathLike, meta: ModelMeta, partial: list[str] | None = None
+) -> np.ndarray:
     """One video -> (T, 3, S, S) float32, sampled and preprocessed deterministically."""
-    clip = load_clip(path, meta.num_frames, meta.image_size)  # (T, S, S, 3) uint8
+    clip = load_clip(path, meta.num_frames, meta.image_size, partial)  # (T, S, S, 3) uint8
     return normalize_clip(clip, meta.mean, meta.std)
 
 
@@ -72,13 +78,15 @@ def clip_batches(
     meta: ModelMeta,
     batch_size: int = 8,
     skipped: list[str] | None = None,
+    partial: list[str] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ((B, T, 3, S, S) float32, (B,) int64); undecodable clips go to ``skipped``."""
+    """Yield ((B, T, 3, S, S) float32, (B,) int64); undecodable clips go to ``skipped``,
+    damaged ones that decoded in part (and are evaluated on what decoded) to ``partial``."""
     xs: list[np.ndarray] = []
     ys: list[int] = []
     for path, y in zip(paths, targets, strict=True):
         try:
-            xs.append(eval_clip(path, meta))
+            xs.append(eval_clip(path, meta, partial))
             ys.append(int(y))
         except VideoError as e:
             if skipped is not None:

@@ -75,12 +75,61 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(str(path), n, fps if fps > 0 else 25.0, w, h)
 
 
-def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+RESYNC_PACKETS = 64  # undecodable packets in a row passed over before a file is given up on
+
+
+@dataclass
+class DecodeCount:
+    """How much of a file decoded, against what its container declares."""
+
+    path: str
+    expected: int  # frames the container declares (0: it does not say)
+    decoded: int = 0  # frames decoded
+    skipped: int = 0  # undecodable packets passed over inside the file (damaged blocks)
+
+    @property
+    def partial(self) -> bool:
+        """Damaged or truncated: packets were skipped, or it ended well short of its count
+        (a container may over-report its length by a frame or two)."""
+        return self.skipped > 0 or (self.expected > 0 and self.decoded < self.expected - 2)
+
+    def describe(self) -> str:
+        skipped = f", {self.skipped} damaged packets skipped" if self.skipped else ""
+        return (
+            f"{self.path}: decoded {self.decoded} of the {self.expected} frames its container "
+            f"declares{skipped} (damaged or truncated file)"
+        )
+
+
+def grab_next(cap: cv2.VideoCapture, count: DecodeCount) -> bool:
+    """``cap.grab()`` that resyncs past a damaged block: while the container declares more
+    frames, up to RESYNC_PACKETS undecodable packets in a row are skipped (FFmpeg resumes at
+    the next decodable one) before the file counts as ended."""
+    misses = 0
+    while not cap.grab():
+        misses += 1
+        if misses > RESYNC_PACKETS or count.decoded + misses >= max(count.expected, 1):
+            return False
+    count.skipped += misses
+    count.decoded += 1
+    return True
+
+
+def open_counted(path: str | os.PathLike) -> tuple[cv2.VideoCapture, DecodeCount]:
+    """An open capture and the count to decode it against."""
+    cap = _open(path)
+    return cap, DecodeCount(str(path), max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))))
+
+
+def read_frames(
+    path: str | os.PathLike, indices: Sequence[int], partial: list[str] | None = None
+) -> np.ndarray:
     """Decode the frames at ``indices`` (any order, repeats allowed) -> (T, H, W, 3) RGB.
 
     Decodes sequentially once up to the largest index, converting only the frames asked
-    for. When a container over-reports its length, indices past the real end get the
-    last decoded frame (the same padding a short clip gets).
+    for, resyncing past damaged blocks. Indices past the real end get the last decoded
+    frame (the same padding a short clip gets); a file that decoded short of its declared
+    length is described in ``partial`` (when given).
     """
     if len(indices) == 0:
         raise ValueError("read_frames needs at least one index")
@@ -89,11 +138,14 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
         raise ValueError(f"negative frame index {wanted[0]}")
     got: dict[int, np.ndarray] = {}
     last: np.ndarray | None = None
-    cap = _open(path)
+    cap, count = open_counted(path)
     try:
         pos, k = 0, 0
-        while k < len(wanted) and cap.grab():
-            if pos == wanted[k]:
+        while k < len(wanted) and grab_next(cap, count):
+            pos = count.decoded + count.skipped - 1  # the frame's place in the file
+            while k < len(wanted) and wanted[k] < pos:  # lost in a damaged block
+                k += 1
+            if k < len(wanted) and pos == wanted[k]:
                 ok, bgr = cap.retrieve()
                 if not ok or bgr is None:
                     break
@@ -101,25 +153,37 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
                 while k < len(wanted) and wanted[k] == pos:
                     got[pos] = last
                     k += 1
-            pos += 1
     finally:
         cap.release()
     if last is None:
         raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
-    return np.stack([got.get(int(i), last) for i in indices])
+    if partial is not None and count.partial and (count.skipped or k < len(wanted)):
+        partial.append(count.describe())  # damaged inside, or short of the frames asked for
+    return np.stack([got.get(int(i), _nearest(got, int(i), last)) for i in indices])
 
 
-def iter_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Yield every frame of a file as (H, W, 3) RGB."""
-    cap = _open(path)
+def _nearest(got: dict[int, np.ndarray], i: int, last: np.ndarray) -> np.ndarray:
+    """The decoded frame closest before ``i`` (a frame lost in a damaged block), else last."""
+    before = [j for j in got if j <= i]
+    return got[max(before)] if before else last
+
+
+def iter_frames(
+    path: str | os.PathLike, partial: list[str] | None = None
+) -> Iterator[np.ndarray]:
+    """Yield every decodable frame of a file as (H, W, 3) RGB, resyncing past damaged
+    blocks; a file that decoded short of its declared length is described in ``partial``."""
+    cap, count = open_counted(path)
     try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                return
+        while grab_next(cap, count):
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                break
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
+    if partial is not None and count.partial:
+        partial.append(count.describe())
 
 
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:

@@ -72,6 +72,7 @@ class Source:
         self.frames_read = 0  # frames decoded
         self.frames_dropped = 0  # frames decoded but discarded because the queue was full
         self.reconnects = 0  # successful reopenings after a loss
+        self.damage: str | None = None  # a file that decoded short of its length: how
         self._reader: FrameReader = spec.open()
         self.fps: float | None = self._reader.fps
         self._queue: collections.deque = collections.deque()
@@ -151,6 +152,7 @@ class Source:
                             raise VideoError(
                                 f"{self.uri}: no frame could be decoded (corrupt or truncated?)"
                             )
+                        self.damage = getattr(reader, "damage", lambda: None)()
                         break
                     reader.release()
                     reader = self._reopen()

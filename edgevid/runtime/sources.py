@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from edgevid.core._cv import cv2
-from edgevid.core.video import _open as _open_video_file
+from edgevid.core.video import DecodeCount, grab_next, open_counted
 from edgevid.errors import EdgevidError, SourceError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -63,18 +63,27 @@ class SourceSpec:
 
 # --- readers ---------------------------------------------------------------------------------
 class OpenCVReader:
-    """cv2.VideoCapture, BGR -> RGB."""
+    """cv2.VideoCapture, BGR -> RGB. With a ``count`` (a file), damaged blocks are skipped
+    (resync) and :meth:`damage` tells, at the end, whether the file decoded short."""
 
-    def __init__(self, cap: cv2.VideoCapture) -> None:
-        self._cap = cap
+    def __init__(self, cap: cv2.VideoCapture, count: DecodeCount | None = None) -> None:
+        self._cap, self._count = cap, count
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else None  # some streams report 0 or 90000
 
     def read(self) -> np.ndarray | None:
-        ok, bgr = self._cap.read()
+        if self._count is None:
+            ok, bgr = self._cap.read()
+        else:
+            ok = grab_next(self._cap, self._count)
+            bgr = self._cap.retrieve()[1] if ok else None
         if not ok or bgr is None:
             return None
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def damage(self) -> str | None:
+        """After the end: how a damaged or truncated file fell short, else None."""
+        return self._count.describe() if self._count is not None and self._count.partial else None
 
     def release(self) -> None:
         self._cap.release()
@@ -245,6 +254,6 @@ def _open_file(uri: str, options: SourceOptions) -> FrameReader:
     if not path.exists() and "://" in uri:
         raise SourceError(f"{uri}: unknown source scheme (try a file, /dev/videoN, rtsp://...)")
     try:
-        return OpenCVReader(_open_video_file(path))
+        return OpenCVReader(*open_counted(path))
     except EdgevidError as e:
         raise SourceError(str(e)) from e

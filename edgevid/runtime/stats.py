@@ -25,6 +25,7 @@ class StreamCounts:
     frames_dropped: int = 0  # decoded but discarded because inference fell behind
     inferences: int = 0  # results produced
     reconnects: int = 0  # times a lost live stream was reopened
+    damaged: str | None = None  # a file that decoded short of its declared length: how
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Stats:
             "elapsed_s": round(self.elapsed, 3),
             "frames_read": frames,
             "frames_dropped": sum(s.frames_dropped for s in self.streams),
+            "damaged_files": [s.damaged for s in self.streams if s.damaged],
             "inferences": sum(s.inferences for s in self.streams),
             "fps": round(frames / self.elapsed, 2) if self.elapsed > 0 else 0.0,
             "stages_ms": {k: percentiles(v) for k, v in self.stages.items() if v},
@@ -90,6 +92,7 @@ class Stats:
                 f"  [{st.uri}] read {st.frames_read}, dropped {st.frames_dropped}, "
                 f"inferences {st.inferences}, reconnects {st.reconnects}"
             )
+        lines += [f"WARNING: {d}" for d in s["damaged_files"]]
         return "\n".join(lines)
 
 

@@ -248,6 +248,7 @@ class Streamer:
             lane.source.close()
             lane.counts.frames_dropped = lane.source.frames_dropped
             lane.counts.reconnects = lane.source.reconnects
+            lane.counts.damaged = lane.source.damage
         if not self._backend_timed:  # a backend's own stages (e.g. network), once
             self._backend_timed = True
             for stage, seconds in self.classifier.backend.timings().items():

@@ -43,6 +43,7 @@ class EvalReport:
     per_class: list[ClassScore]
     confusion: list[list[int]]  # confusion[true][predicted]
     skipped: list[str] = field(default_factory=list)  # clips that could not be decoded
+    partial: list[str] = field(default_factory=list)  # damaged clips, evaluated on what decoded
 
     @property
     def macro_f1(self) -> float:
