@@ -166,7 +166,9 @@ def prepare(variant: str, work: Path, accuracy_clips: int, calib_clips: int) -> 
     torch.manual_seed(0)
     model = create_model(variant).eval()
     meta = meta_for(model)
-    fp32 = torch_to_onnx(model, meta, work / GRAPH_FILES["fp32"])
+    fp32 = work / GRAPH_FILES["fp32"]  # written atomically: present means complete
+    if not fp32.is_file():
+        torch_to_onnx(model, meta, fp32)
     real = folder_clips(MEDIA, meta)  # the real clips, decoded as the runtime does
     test = dataset_clips(synth_dataset(work.parent), meta, accuracy_clips, split="test")
     clips = ClipSet(np.concatenate([real.frames, test.frames]), [], [])
@@ -185,7 +187,7 @@ def synth_dataset(work: Path) -> Path:
     """A synthetic motion dataset (5 classes x 25 clips, 320x240, split 80/10/10): the
     calibration clips (train split, 100) and accuracy clips (test split) of every path."""
     root = work / "synth"
-    if not (root / "manifest.json").is_file():
+    if not root.is_dir() or not any(root.iterdir()):
         from edgevid.core.manifest import load_or_split
         from edgevid.train.synth import SynthConfig, make_synthetic_dataset
 
