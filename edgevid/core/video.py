@@ -168,9 +168,7 @@ def _nearest(got: dict[int, np.ndarray], i: int, last: np.ndarray) -> np.ndarray
     return got[max(before)] if before else last
 
 
-def iter_frames(
-    path: str | os.PathLike, partial: list[str] | None = None
-) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, partial: list[str] | None = None) -> Iterator[np.ndarray]:
     """Yield every decodable frame of a file as (H, W, 3) RGB, resyncing past damaged
     blocks; a file that decoded short of its declared length is described in ``partial``."""
     cap, count = open_counted(path)

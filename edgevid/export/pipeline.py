@@ -224,11 +224,11 @@ def verification_clips(cfg: ExportConfig, meta: ModelMeta) -> ClipSet:
 
 @contextlib.contextmanager
 def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A tqdm bar on stderr for clip decoding (silent when stderr is not a terminal)."""
-    from tqdm.auto import tqdm
+    """Progress of clip decoding on stderr (a bar on a terminal, plain lines otherwise)."""
+    from edgevid.progress import bar
 
-    with tqdm(total=total, desc=what, unit="clip", leave=False, disable=None) as bar:
-        yield bar.update
+    with bar(total=total, desc=what, unit="clip", leave=False) as shown:
+        yield shown.update
 
 
 def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
@@ -394,8 +394,11 @@ def _publish(
 
 def _timed(log, what: str, stage: Callable[..., Path], *args, **kwargs) -> Path:
     """Run one stage function and log what it wrote, how big, how long."""
+    from edgevid.progress import heartbeat
+
     t0 = time.perf_counter()
-    path = stage(*args, **kwargs)
+    with heartbeat(what):  # a stage has no count: its elapsed time, as it runs
+        path = stage(*args, **kwargs)
     mb = path.stat().st_size / 2**20
     log(f"{what:<20} {path.name}  {mb:.1f} MB  {time.perf_counter() - t0:.1f} s")
     return path

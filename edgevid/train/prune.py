@@ -28,13 +28,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from edgevid._atomic import write_json, write_text
 from edgevid.core.clips import clip_batches
 from edgevid.core.manifest import Manifest
 from edgevid.core.meta import ModelMeta
 from edgevid.errors import DataError, ModelError
+from edgevid.progress import bar as progress_bar
 from edgevid.train.checkpoint import load_checkpoint, meta_for, save_checkpoint
 from edgevid.train.config import TrainConfig
 from edgevid.train.models import list_models
@@ -97,8 +97,8 @@ def importance_layers(
     model.eval()
     current = list(range(len(encoder_layers(model))))
     rounds = len(current) - keep
-    bar = tqdm(total=sum(len(current) - r for r in range(rounds)), desc="layer importance",
-               disable=not progress, leave=False)  # fmt: skip
+    bar = progress_bar(total=sum(len(current) - r for r in range(rounds)),
+                       desc="layer importance", disable=not progress, leave=False)  # fmt: skip
     while len(current) > keep:
         with only_layers(model, current):
             base = _loss(model, x, y)

@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from edgevid import progress as display
 from edgevid._atomic import write_json
 from edgevid.core.clips import clip_batches
 from edgevid.core.manifest import Manifest
@@ -311,13 +311,13 @@ class Trainer:
         )
 
     def _bar(self, iterable=None, **kw):
-        return tqdm(iterable, disable=not (self.progress and self.acc.is_main_process), **kw)
+        return display.bar(iterable, disable=not (self.progress and self.acc.is_main_process), **kw)
 
     def _note_skipped(self, batch: Batch) -> None:
         for s in batch.skipped:
             if s.path not in self.skipped:
                 self.skipped[s.path] = s.reason
-                tqdm.write(f"edgevid: skipping undecodable clip {s.path} ({s.reason})")
+                display.write(f"edgevid: skipping undecodable clip {s.path} ({s.reason})")
 
     # --- resume state ---------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
