@@ -159,10 +159,9 @@ def _export(cfg: DemoConfig, runs: dict[str, Path], data_root: Path, out: Path, 
 
 
 def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, log: Log):
-    from edgevid.core.clips import clip_batches
+    from edgevid.core.clips import clip_batches, graph_input
     from edgevid.train.checkpoint import load_checkpoint
-    from edgevid.train.evaluate import evaluate
-    from edgevid.train.predictors import load_predictor
+    from edgevid.train.evaluate import evaluate, load_predictor
 
     paths, targets = manifest.paths("test"), manifest.labels("test")
     rows = []
@@ -172,7 +171,8 @@ def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, lo
         for path in files:
             predict, meta = load_predictor(path)
             report = evaluate(predict, clip_batches(paths, targets, meta, 8, []), meta.labels)
-            x = np.zeros((1, meta.num_frames, 3, meta.image_size, meta.image_size), np.float32)
+            s = meta.image_size
+            x = graph_input(np.zeros((1, meta.num_frames, s, s, 3), np.uint8), meta)
             p = get_precision(meta.precision).column  # fp32 | fp16 | int8
             row.update({"variant": meta.variant, "layers": meta.num_layers})
             row[f"size_mb_{p}"] = round(path.stat().st_size / 2**20, 3)

@@ -15,8 +15,13 @@ from tests.conftest import SYNTH_LABELS, needs_torch
 pytestmark = needs_torch
 
 pytest.importorskip("torch")
-from edgevid.train.evaluate import evaluate, labelled_clips, report_from_logits  # noqa: E402
-from edgevid.train.predictors import load_predictor  # noqa: E402
+
+from edgevid.train.evaluate import (  # noqa: E402
+    evaluate,
+    labelled_clips,
+    load_predictor,
+    report_from_logits,
+)
 
 
 def test_scores_by_hand():
@@ -116,7 +121,7 @@ def test_cli_eval_on_a_folder_of_videos(tiny_checkpoint, synth_root, tmp_path):
                 "--out",
                 "{new}",
             ],
-            "must look like prune4",
+            "unknown variant 'drop4'",
         ),
         (["prune", "--checkpoint", "{missing}", "--keep", "2", "--out", "{new}"], "not found"),
     ],

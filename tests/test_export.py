@@ -25,7 +25,7 @@ from edgevid.core.onnx_file import read_metadata  # noqa: E402
 from edgevid.errors import ExportError  # noqa: E402
 from edgevid.export.fp16 import onnx_to_fp16  # noqa: E402
 from edgevid.export.torch_to_onnx import torch_to_onnx  # noqa: E402
-from edgevid.export.verify import onnx_logits, torch_logits, verify_graph  # noqa: E402
+from edgevid.export.verify import model_logits, torch_logits, verify_graph  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint, meta_for  # noqa: E402
 from edgevid.train.models import create_model, list_models  # noqa: E402
 from tests.conftest import SYNTH_LABELS  # noqa: E402
@@ -66,7 +66,7 @@ def test_every_variant_exports_a_clean_graph_that_matches_pytorch(exported):
     assert batch.dim_param and not batch.dim_value  # dynamic batch
     clips = random_clips(meta, n=3)  # batch 3: not the batch size it was traced with
     ref = torch_logits(model, clips, meta)
-    out = onnx_logits(path, clips, batch_size=3)
+    out = model_logits(path, clips, batch_size=3)[0]
     assert out.shape == (3, meta.num_classes)
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
     assert verify_graph(path, ref, clips).passed
@@ -105,7 +105,7 @@ def test_opset16_writes_layernorm_out_and_still_matches(prune8, exporter):
     assert any("/decomposed/" in n.name for n in graph.graph.node)  # FP16 keeps these FP32
     clips = random_clips(meta)
     np.testing.assert_allclose(
-        onnx_logits(path, clips), torch_logits(model, clips, meta), atol=1e-4, rtol=0
+        model_logits(path, clips)[0], torch_logits(model, clips, meta), atol=1e-4, rtol=0
     )
 
 
@@ -122,7 +122,7 @@ def test_raw_input_graph_equals_host_preprocessing(prune8, raw_graph, media_dir)
     )  # real clips, decoded and cropped as the runtime does: (N, T, S, S, 3) uint8
     clips = ClipSet(frames, [None] * len(frames), ["media"] * len(frames))
     from_raw = session.run(None, {"frames": graph_input(frames, read_metadata(raw))})[0]
-    from_host = onnx_logits(host, clips)  # host: normalize_clip, then the float graph
+    from_host = model_logits(host, clips)[0]  # host: normalize_clip, then the float graph
     np.testing.assert_allclose(from_raw, from_host, atol=1e-5, rtol=0)
 
 

@@ -16,8 +16,6 @@ from edgevid.core.preprocess import (
 )
 from edgevid.core.sampling import (
     jittered_indices,
-    random_stride_indices,
-    strided_indices,
     uniform_indices,
 )
 from edgevid.core.video import read_frames
@@ -138,19 +136,6 @@ def test_jittered_indices_stay_in_their_segments():
     for _ in range(50):
         idx = jittered_indices(80, 8, rng)
         assert np.all(idx // 10 == np.arange(8))
-
-
-def test_strided_and_random_stride_indices():
-    np.testing.assert_array_equal(strided_indices(100, 4, 3, start=10), [10, 13, 16, 19])
-    np.testing.assert_array_equal(strided_indices(12, 4, 5), [0, 5, 10, 11])
-    rng = np.random.default_rng(1)
-    strides = set()
-    for _ in range(50):
-        idx = random_stride_indices(100, 8, rng, (2, 6))
-        d = set(np.diff(idx).tolist())
-        assert len(d) == 1 and 2 <= d.pop() <= 6 and idx[-1] < 100
-        strides.add(int(idx[1] - idx[0]))
-    assert len(strides) > 1
 
 
 def test_stream_stride_matches_training_span():

@@ -97,28 +97,35 @@ FAST = SourceOptions(timeout_s=2.0)
 
 
 # --- the registry ----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("uri", "kind", "live"),
-    [
-        ("clip.mp4", "file", False),
-        ("file:///data/clip.mp4", "file", False),
-        ("/dev/video0", "camera", True),
-        ("v4l2://1", "camera", True),
-        ("v4l2:///dev/video2", "camera", True),
-        ("0", "camera", True),
-        ("rtsp://10.0.0.2:554/stream", "network", True),
-        ("rtmp://host/live/key", "network", True),
-        ("http://127.0.0.1:8080/video.mjpg", "network", True),
-        ("https://host/cam", "network", True),
-        ("udp://0.0.0.0:5000", "network", True),
-        ("tcp://host:9000", "network", True),
-        ("csi://0", "csi", True),
-        ("videotestsrc ! videoconvert ! appsink", "gstreamer", True),
-    ],
-)
+URI_KINDS = [
+    ("clip.mp4", "file", False),
+    ("file:///data/clip.mp4", "file", False),
+    ("/dev/video0", "camera", True),
+    ("v4l2://1", "camera", True),
+    ("v4l2:///dev/video2", "camera", True),
+    ("0", "camera", True),
+    ("rtsp://10.0.0.2:554/stream", "network", True),
+    ("rtmp://host/live/key", "network", True),
+    ("http://127.0.0.1:8080/video.mjpg", "network", True),
+    ("https://host/cam", "network", True),
+    ("udp://0.0.0.0:5000", "network", True),
+    ("tcp://host:9000", "network", True),
+    ("csi://0", "csi", True),
+    ("videotestsrc ! videoconvert ! appsink", "gstreamer", True),
+]
+
+
+@pytest.mark.parametrize(("uri", "kind", "live"), URI_KINDS)
 def test_uri_kinds(uri, kind, live):
     spec = resolve_source(uri)
     assert (spec.kind, spec.live, spec.uri) == (kind, live, uri)
+
+
+def test_every_registered_kind_is_tested():
+    from edgevid.runtime.sources import _KINDS
+
+    tested = {kind for _, kind, _ in URI_KINDS} | {"folder"}  # folder: test_folder_kind
+    assert {k.name for k in _KINDS} == tested
 
 
 def test_folder_kind(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgevid.errors import DataError, require
+from edgevid.runtime.backends import DEVICES
 
 PATH = click.Path(path_type=Path)
 
@@ -283,31 +284,21 @@ def prune(
       edgevid prune --checkpoint runs/tsf/best --sweep --out runs/sweep
     """
     _need_torch("pruning")
+    from edgevid.core.manifest import run_manifest
     from edgevid.train.checkpoint import load_checkpoint
-    from edgevid.train.config import AugmentConfig, TrainConfig
     from edgevid.train.prune import prune as run
-    from edgevid.train.prune import prune_sweep
+    from edgevid.train.prune import prune_sweep, recovery_config, variant_depth
 
     if not sweep and (variant is None) == (keep is None):
         raise DataError("edgevid prune needs exactly one of --variant pruneK, --keep K, --sweep")
     model, meta = load_checkpoint(checkpoint)
+    data = data or run_manifest(checkpoint)
     if data is None:
-        data = checkpoint.parent / "manifest.json"
-        if not data.is_file():
-            raise DataError(f"{checkpoint}: no run manifest beside it; pass --data ROOT")
+        raise DataError(f"{checkpoint}: no run manifest beside it; pass --data ROOT")
     manifest = _manifest(data)
-    recover = TrainConfig(
-        variant=meta.variant,
-        epochs=max(1, recover_epochs),
-        lr=lr,
-        batch_size=batch_size,
-        unfreeze=-1,
-        kd_alpha=kd_alpha,
-        kd_temperature=kd_temperature,
-        warmup_epochs=0.0,
-        augment=AugmentConfig(enabled=not no_augment),
-    )
-    recover = recover if recover_epochs > 0 else None
+    recover = recovery_config(meta.variant, recover_epochs, augment=not no_augment, lr=lr,
+                              batch_size=batch_size, kd_alpha=kd_alpha,
+                              kd_temperature=kd_temperature)  # fmt: skip
     if sweep:
         rows = prune_sweep(
             model, meta, manifest, out, strategy=strategy, recover=recover, progress=not quiet
@@ -320,7 +311,7 @@ def prune(
         click.echo(f"table: {out / 'sweep.md'}, plot: {out / 'tradeoff.png'}")
         return
     if keep is None:
-        keep = meta.num_layers - _dropped(variant)
+        keep = variant_depth(variant)
     result = run(
         model,
         meta,
@@ -341,20 +332,13 @@ def prune(
     click.echo(f"model: {out / 'best'}")
 
 
-def _dropped(variant: str) -> int:
-    name = variant.removeprefix("tiny-")
-    if not name.startswith("prune") or not name[5:].isdigit():
-        raise DataError(f"--variant must look like prune4 (drop 4 layers), got {variant!r}")
-    return int(name[5:])
-
-
 @click.command("eval")
 @click.option(
     "--model",
     "model_path",
     type=PATH,
     required=True,
-    help="Checkpoint folder (RUN_DIR/best) or exported model file (.onnx).",
+    help="Checkpoint folder (RUN_DIR/best) or a model file the runtime runs (.onnx, .engine).",
 )
 @click.option(
     "--data",
@@ -370,7 +354,13 @@ def _dropped(variant: str) -> int:
     help="Manifest split.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    show_default=True,
+    help="cuda for a checkpoint on the GPU; for a model file, the runtime's backend choice.",
+)
 @click.option("--out", type=PATH, help="Write report.json and confusion_matrix.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
@@ -381,28 +371,25 @@ def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
       edgevid eval --model runs/tsf/best --data data/ucf5 --split test --out runs/tsf/eval
       edgevid eval --model prune4.onnx --data clips/real_world
     """
+    import contextlib
     import json
 
-    from edgevid.core.clips import clip_batches
-    from edgevid.train.evaluate import evaluate, labelled_clips
-    from edgevid.train.predictors import load_predictor
+    from edgevid.train.evaluate import score_model
 
-    predict, meta = load_predictor(model_path, device)
-    paths, targets = labelled_clips(data, meta.labels, split)
-    skipped: list[str] = []
-    partial: list[str] = []
-    with click.progressbar(length=len(paths), label="evaluating", file=sys.stderr) as bar:
+    with contextlib.ExitStack() as stack:
+        bars: list = []  # opened on the first batch: an error before it stays one line
 
-        def batches():
-            for x, y in clip_batches(paths, targets, meta, batch_size, skipped, partial):
-                bar.update(len(y))
-                yield x, y
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bar = click.progressbar(length=total, label="evaluating", file=sys.stderr)
+                bars.append(stack.enter_context(bar))
+            bars[0].update(done - bars[0].pos)
 
-        report = evaluate(predict, batches(), meta.labels, skipped)
-    report.partial = partial
-    for s in skipped:
+        report = score_model(model_path, data, split, batch_size=batch_size, device=device,
+                             progress=progress)  # fmt: skip
+    for s in report.skipped:
         click.echo(f"skipped undecodable clip {s}", err=True)
-    for s in partial:
+    for s in report.partial:
         click.echo(f"edgevid: warning: {s}; evaluated on what decoded", err=True)
     if out is not None:
         from edgevid.train.plots import plot_confusion

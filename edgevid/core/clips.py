@@ -67,9 +67,9 @@ def graph_input(frames: np.ndarray, meta: ModelMeta) -> np.ndarray:
 def eval_clip(
     path: str | os.PathLike, meta: ModelMeta, partial: list[str] | None = None
 ) -> np.ndarray:
-    """One video -> (T, 3, S, S) float32, sampled and preprocessed deterministically."""
-    clip = load_clip(path, meta.num_frames, meta.image_size, partial)  # (T, S, S, 3) uint8
-    return normalize_clip(clip, meta.mean, meta.std)
+    """One video -> the input of the graph ``meta`` describes, for one clip: (T, 3, S, S)
+    float32 normalised (a torch model, a float graph) or (T, S, S, 3) uint8."""
+    return graph_input(load_clip(path, meta.num_frames, meta.image_size, partial), meta)
 
 
 def clip_batches(
@@ -80,8 +80,9 @@ def clip_batches(
     skipped: list[str] | None = None,
     partial: list[str] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ((B, T, 3, S, S) float32, (B,) int64); undecodable clips go to ``skipped``,
-    damaged ones that decoded in part (and are evaluated on what decoded) to ``partial``."""
+    """Yield (graph input (B, ...) as :func:`eval_clip`, (B,) int64 targets); undecodable
+    clips go to ``skipped``, damaged ones that decoded in part (and are evaluated on what
+    decoded) to ``partial``."""
     xs: list[np.ndarray] = []
     ys: list[int] = []
     for path, y in zip(paths, targets, strict=True):

@@ -265,6 +265,12 @@ def split_warnings(m: Manifest, tolerance: float = 0.05) -> list[str]:
     return warnings
 
 
+def run_manifest(checkpoint: str | os.PathLike) -> Path | None:
+    """The split a checkpoint's run used: ``RUN/manifest.json`` beside ``RUN/best``."""
+    path = Path(checkpoint).parent / "manifest.json"
+    return path if path.is_file() else None
+
+
 def load_or_split(
     data: str | os.PathLike, *, seed: int = 0, manifest_name: str = "manifest.json"
 ) -> Manifest:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgevid.core.artifact import sidecar_path
 from edgevid.core.clips import ClipSet, dataset_clips, folder_clips
+from edgevid.core.manifest import run_manifest
 from edgevid.core.meta import ModelMeta
 from edgevid.core.precision import EXPORTED, PRECISIONS, get_calib_method, get_precision
 from edgevid.errors import ExportError, ModelError, require
@@ -115,8 +116,8 @@ def default_calib_data(cfg: ExportConfig) -> str:
     Cheap (no model is loaded), so the CLI calls it before anything slow.
     """
     if cfg.checkpoint:
-        manifest = Path(cfg.checkpoint).parent / "manifest.json"
-        if manifest.is_file():
+        manifest = run_manifest(cfg.checkpoint)
+        if manifest is not None:
             return str(manifest)
         raise ExportError(
             f"--int8 static needs calibration clips and {cfg.checkpoint} has no run manifest "

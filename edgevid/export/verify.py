@@ -22,9 +22,9 @@ import numpy as np
 
 from edgevid.core.clips import ClipSet, graph_input
 from edgevid.core.meta import ModelMeta
-from edgevid.core.onnx_file import read_metadata
 from edgevid.core.precision import Tolerance, get_precision
-from edgevid.errors import ExportError, require
+from edgevid.errors import ExportError
+from edgevid.runtime.backends.base import Backend
 
 
 @dataclass
@@ -57,17 +57,24 @@ def torch_logits(model, clips: ClipSet, meta: ModelMeta, batch_size: int = 8) ->
     return torch.cat(out).float().numpy()
 
 
-def onnx_logits(path: str | os.PathLike, clips: ClipSet, batch_size: int = 8) -> np.ndarray:
-    """ONNX Runtime (CPU) logits (N, C) of the graph at ``path`` for prepared clips."""
-    ort = require("onnxruntime", "export", "verification")
-    meta = read_metadata(path)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = graph_input(clips.frames, meta)
-    out = [
-        session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(out).astype(np.float32)
+def model_logits(
+    path: str | os.PathLike,
+    clips: ClipSet,
+    device: str = "cpu",
+    precision: str | None = None,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, Backend]:
+    """Logits (N, C) of any model file on prepared clips, through the runtime's Classifier
+    and backends (``device`` "cpu": ONNX Runtime; "openvino"; "tensorrt" ...)."""
+    from edgevid.runtime.classifier import Classifier
+
+    clf = Classifier(path, device=device, precision=precision)
+    try:
+        x = clf.to_input(clips.frames)  # (N, T, 3, S, S) float32 | (N, T, S, S, 3) uint8
+        out = [clf.backend.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    finally:
+        clf.close()
+    return np.concatenate(out).astype(np.float32), clf.backend
 
 
 def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -105,25 +112,13 @@ def judge(stats: dict[str, float], tolerance: Tolerance) -> str:
     return ""
 
 
-def openvino_logits(
-    path: str | os.PathLike, clips: ClipSet, precision: str | None = None, batch_size: int = 8
-) -> tuple[np.ndarray, ModelMeta, str]:
-    """OpenVINO logits (N, C) through the runtime's backend, its metadata, and the precision
-    it ran at (auto: bf16 where the CPU has it)."""
-    from edgevid.runtime.backends import load_backend
-
-    backend = load_backend(path, "openvino", precision=precision)
-    x = graph_input(clips.frames, backend.meta)
-    out = [backend.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out), backend.meta, backend.precision
-
-
 def verify_openvino(
     path: str | os.PathLike, reference: np.ndarray, clips: ClipSet, precision: str | None = None
 ) -> Verification:
     """Verify a graph or IR as the OpenVINO backend runs it (bf16 where the CPU has it):
     an FP32 graph run at bf16 is judged by the bf16 tolerance, an INT8 one by its own."""
-    logits, meta, ran_at = openvino_logits(path, clips, precision)
+    logits, backend = model_logits(path, clips, "openvino", precision)
+    meta, ran_at = backend.meta, backend.precision
     key = "bf16" if ran_at == "bf16" and meta.precision in ("fp32", "fp16") else meta.precision
     return _verification(path, meta, f"{meta.precision}@ov-{ran_at}", logits, reference, clips,
                          get_precision(key).tolerance)  # fmt: skip
@@ -135,10 +130,11 @@ def verify_graph(
     clips: ClipSet,
     tolerance: Tolerance | None = None,
 ) -> Verification:
-    """Run the graph at ``path`` on ``clips`` and compare with the PyTorch ``reference``."""
-    meta = read_metadata(path)
+    """Run the model at ``path`` (ONNX Runtime for a graph, the runtime's backend for any
+    other model file) on ``clips`` and compare with the PyTorch ``reference``."""
+    logits, backend = model_logits(path, clips)
+    meta = backend.meta
     tolerance = tolerance or get_precision(meta.precision).tolerance
-    logits = onnx_logits(path, clips)
     return _verification(path, meta, meta.precision, logits, reference, clips, tolerance)
 
 

@@ -76,7 +76,3 @@ class ClipBuffer:
         k = self.num_frames - self._head
         out[:k], out[k:] = self._ring[self._head :], self._ring[: self._head]
         return out
-
-    def clear(self) -> None:
-        self._head = self._count = self._next_index = 0
-        self._indices[:] = -1

@@ -133,10 +133,6 @@ def register_source(
     return deco
 
 
-def list_sources() -> list[str]:
-    return [k.name for k in _KINDS]
-
-
 def resolve_source(
     uri: str | int | os.PathLike, options: SourceOptions | None = None
 ) -> SourceSpec:

@@ -1,16 +1,17 @@
-"""Accuracy, per-class precision/recall/F1 and the confusion matrix of any predictor.
+"""Accuracy, per-class precision/recall/F1 and the confusion matrix of any model.
 
-The predictor is a plain function ``predict_fn((B, T, 3, S, S) float32 numpy) -> (B, C)
-logits numpy``: a torch model (:func:`torch_predictor`), an ONNX Runtime session or a
-TensorRT engine all plug in without this module knowing which.
+The predictor is a plain function ``predict_fn(graph input (B, ...) numpy) -> (B, C) logits
+numpy``: a torch checkpoint (:func:`torch_predictor`) or any model file the runtime runs
+(ONNX, TensorRT engine, OpenVINO IR, a Triton URI), through the runtime's backends.
 
-    report = evaluate(torch_predictor(model), clip_batches(paths, targets, meta), meta.labels)
+    predict, meta = load_predictor("prune4-int8-static.onnx")    # or RUN/best, x.engine
+    report = evaluate(predict, clip_batches(paths, targets, meta), meta.labels)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import numpy as np
 
 from edgevid._atomic import write_json
 from edgevid.core.manifest import Manifest, scan_folder
-from edgevid.errors import DataError
+from edgevid.core.meta import META_FILENAME, ModelMeta
+from edgevid.errors import DataError, ModelError
 
-PredictFn = Callable[[np.ndarray], np.ndarray]  # (B, T, 3, S, S) float32 -> (B, C) logits
+PredictFn = Callable[[np.ndarray], np.ndarray]  # graph input (B, ...) -> (B, C) logits
 
 
 @dataclass
@@ -135,6 +137,55 @@ def torch_predictor(model, device: str = "cpu") -> PredictFn:
             return model(pixel_values=torch.from_numpy(x).to(device)).logits.float().cpu().numpy()
 
     return predict
+
+
+def load_predictor(path: str | os.PathLike, device: str = "cpu") -> tuple[PredictFn, ModelMeta]:
+    """A checkpoint folder (torch) or any model the runtime runs -> (predict_fn, metadata)."""
+    path_ = Path(path)
+    if "://" not in str(path) and not path_.exists():
+        raise ModelError(f"{path}: no such model (a checkpoint folder or a model file)")
+    if path_.is_dir() and (path_ / META_FILENAME).is_file():
+        from edgevid.train.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path_, device="cuda" if device == "cuda" else "cpu")
+        return torch_predictor(model, "cuda" if device == "cuda" else "cpu"), meta
+    from edgevid.runtime.classifier import Classifier
+
+    clf = Classifier(path, device=device)
+    return clf.backend.run, clf.meta
+
+
+def score_model(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    split: str = "test",
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """``edgevid eval``: score a checkpoint or any model file on a split or a folder of clips.
+
+    ``progress(clips_done, clips_total)`` is called after each batch."""
+    from edgevid.core.clips import clip_batches
+
+    predict, meta = load_predictor(model, device)
+    paths, targets = labelled_clips(data, meta.labels, split)
+    skipped: list[str] = []
+    partial: list[str] = []
+    done = 0
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        nonlocal done
+        for x, y in clip_batches(paths, targets, meta, batch_size, skipped, partial):
+            done += len(y)
+            if progress is not None:
+                progress(done, len(paths))
+            yield x, y
+
+    report = evaluate(predict, batches(), meta.labels, skipped)
+    report.partial = partial
+    return report
 
 
 def labelled_clips(

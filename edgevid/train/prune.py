@@ -37,7 +37,7 @@ from edgevid.errors import DataError, ModelError
 from edgevid.progress import bar as progress_bar
 from edgevid.train.checkpoint import load_checkpoint, meta_for, save_checkpoint
 from edgevid.train.config import TrainConfig
-from edgevid.train.models import list_models
+from edgevid.train.models import list_models, model_spec
 from edgevid.train.models.profile import profile_model
 from edgevid.train.models.timesformer import encoder_layers, keep_layers
 from edgevid.train.plots import plot_tradeoff
@@ -45,6 +45,25 @@ from edgevid.train.trainer import Trainer, evaluate_model
 
 Strategy = Callable[..., list[int]]
 STRATEGIES: dict[str, Strategy] = {}
+
+
+def variant_depth(variant: str) -> int:
+    """Encoder layers of a TimeSformer registry variant (``prune4``: 8), from the registry."""
+    spec = model_spec(variant)  # an unknown name fails with the list of variants
+    if spec.family != "timesformer":
+        raise DataError(f"--variant must be a TimeSformer variant (prune4 ...), got {variant!r}")
+    return spec.num_layers
+
+
+def recovery_config(variant: str, epochs: int, *, augment: bool = True, **train: Any):
+    """The fine-tuning that recovers a pruned model (distillation from the unpruned one), or
+    None for ``epochs`` 0. ``train``: lr, batch_size, kd_alpha, kd_temperature."""
+    from edgevid.train.config import AugmentConfig
+
+    if epochs <= 0:
+        return None
+    return TrainConfig(variant=variant, epochs=epochs, unfreeze=-1, warmup_epochs=0.0,
+                       augment=AugmentConfig(enabled=augment), **train)  # fmt: skip
 
 
 def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
