@@ -22,6 +22,7 @@ def test_clip_is_oldest_first_and_rolls():
     clip = buf.clip()
     assert clip.shape == (4, 8, 8, 3) and clip.dtype == np.uint8
     assert [int(f[0, 0, 0]) for f in clip] == [2, 3, 4, 5]
+    np.testing.assert_array_equal(buf.indices(), [2, 3, 4, 5])  # stream indices
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3, 5])
