@@ -707,3 +707,18 @@ def test_eval_lists_a_damaged_clip_as_partial(damaged_clip, tiny_onnx, tmp_path)
     assert report["num_clips"] == 1 and report["skipped"] == []
     assert len(report["partial"]) == 1 and "of the 250 frames" in report["partial"][0]
     assert "edgevid: warning:" in out
+
+
+def test_int8_static_calibrates_on_the_checkpoint_runs_own_split(tmp_path):
+    """--int8 static without --calib-data: the run's manifest beside the checkpoint."""
+    from edgevid.errors import ExportError
+    from edgevid.export.pipeline import ExportConfig, default_calib_data
+
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    cfg = ExportConfig(checkpoint=str(tmp_path / "run" / "best"))
+    with pytest.raises(ExportError, match="no run manifest beside it"):
+        default_calib_data(cfg)
+    (tmp_path / "run" / "manifest.json").write_text("{}")
+    assert default_calib_data(cfg) == str(tmp_path / "run" / "manifest.json")
+    with pytest.raises(ExportError, match="--calib-data"):
+        default_calib_data(ExportConfig(variant="tiny-prune8", random_init=True))
