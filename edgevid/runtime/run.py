@@ -191,8 +191,8 @@ def run_streams(
     finally:
         streamer.close()
         written = renderer.close(ok) if renderer is not None else []
-        if delivery is not None:
-            delivery.close()
+        if delivery is not None:  # on an error, logs nothing was written to are removed
+            delivery.close() if ok else delivery.abort()
     return RunOutcome(
         streamer.stats, written + delivery.files(), interrupted,
         (_STATE.received or "SIGINT") if interrupted else None,
