@@ -8,7 +8,10 @@ back) and runs it through `edgevid.predict` (the runtime's loop, EMA smoothing a
 segmenter with their defaults, ONNX Runtime on the checkpoint exported on the fly).
 Reports, per video and pooled: segment precision / recall / F1 at temporal IoU 0.5, and
 the mean absolute boundary error in seconds of the matched segments. Also the window
-accuracy (share of windows whose label is the true action at the window's centre).
+accuracy (share of windows whose label is the true action at the window's centre), and
+the segmenter's ceiling ("oracle": the same windows given perfect probabilities, the
+share of each window's span every true action covers), which separates what the
+segmenter loses from what the classifier gets wrong.
 Prints a table, writes benchmarks/results/bench_segments.json.
 
     python benchmarks/bench_segments.py [--run runs/axes] [--videos 5] [--epochs 15]
@@ -70,6 +73,22 @@ def window_accuracy(results: list, truth: list) -> float:
     return float(np.mean(hits))
 
 
+def oracle_segments(results: list, truth: list, labels: list[str], window_s: float) -> list:
+    """The segmenter's ceiling: the same windows, each given the "perfect" probabilities
+    (the share of its span each true action covers), through the same Segmenter."""
+    from edgevid.runtime.segments import SegmentConfig, Segmenter
+
+    seg = Segmenter(SegmentConfig.for_clip(window_s))
+    for r in results:
+        a, b = r.window_start, max(r.timestamp, r.window_start + 1e-6)
+        p = np.zeros(len(labels))
+        for s in truth:
+            p[labels.index(s.label)] += max(0.0, min(b, s.end) - max(a, s.start)) / (b - a)
+        seg.update(r.window_centre, p, labels)
+    seg.finish()
+    return seg.segments
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=None, help="Trained run folder to reuse.")
@@ -99,22 +118,34 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         scores = segment_scores(result.segments, truth)
         acc = window_accuracy(result.results, truth)
+        window_s = max(r.timestamp - r.window_start for r in result.results) + 1 / 15
+        oracle = segment_scores(
+            oracle_segments(result.results, truth, list(motions), window_s), truth
+        )
         rows.append({"seed": 100 + seed, "duration_s": truth[-1].end, "window_acc": acc,
-                     "elapsed_s": round(elapsed, 2), **scores})  # fmt: skip
+                     "elapsed_s": round(elapsed, 2), **scores,
+                     "oracle_f1": oracle["f1"],
+                     "oracle_boundary_error_s": oracle["boundary_error_s"]})  # fmt: skip
         offset = 10_000.0 * seed  # pooled: each video on its own stretch of time
         for seg_list, pool in ((result.segments, pooled_pred), (truth, pooled_truth)):
             pool += [Segment(s.label, s.start + offset, s.end + offset, s.score, s.state)
                      for s in seg_list]  # fmt: skip
         pooled_acc.append(acc)
     pooled = segment_scores(pooled_pred, pooled_truth)
+    pooled["oracle_f1"] = float(np.mean([r["oracle_f1"] for r in rows]))
+    errs = [r["oracle_boundary_error_s"] for r in rows if r["oracle_boundary_error_s"] is not None]
+    pooled["oracle_boundary_error_s"] = float(np.mean(errs)) if errs else None
     print(f"{'video':<8}{'s':>6}{'win acc':>9}{'pred':>6}{'true':>6}{'P':>7}{'R':>7}"
-          f"{'F1@0.5':>8}{'bound err s':>13}")  # fmt: skip
+          f"{'F1@0.5':>8}{'bound err s':>13}{'oracle F1':>11}{'oracle err s':>14}")  # fmt: skip
     for r in [*rows, {"seed": "all", "duration_s": sum(r["duration_s"] for r in rows),
                       "window_acc": float(np.mean(pooled_acc)), **pooled}]:  # fmt: skip
         err = "-" if r["boundary_error_s"] is None else f"{r['boundary_error_s']:.2f}"
+        oerr = (
+            "-" if r["oracle_boundary_error_s"] is None else f"{r['oracle_boundary_error_s']:.2f}"
+        )
         print(f"{r['seed']!s:<8}{r['duration_s']:>6.0f}{r['window_acc']:>9.2f}"
               f"{r['predicted']:>6}{r['truth']:>6}{r['precision']:>7.2f}{r['recall']:>7.2f}"
-              f"{r['f1']:>8.2f}{err:>13}")  # fmt: skip
+              f"{r['f1']:>8.2f}{err:>13}{r['oracle_f1']:>11.2f}{oerr:>14}")  # fmt: skip
     out = {
         "run": str(run),
         "motions": list(motions),

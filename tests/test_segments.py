@@ -1,8 +1,8 @@
 """Action segments: hysteresis over window results, and their scoring against ground truth.
 
-Unit tests drive the Segmenter with probability sequences whose right answer is known; the
-slow test trains nothing but uses a real untrimmed synthetic video and a real tiny model
-through `edgevid run --events` (the trained-model numbers are in benchmarks/bench_segments.py).
+Unit tests drive the Segmenter with probability sequences whose right answer is known, and
+check the untrimmed synthetic video's ground truth; a trained model's segment F1 and
+boundary error are measured by benchmarks/bench_segments.py.
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ def run(
                                   output_segment_s=output_segment_s,
                                   delivery=delivery)  # fmt: skip
         finally:  # the summary comes even when a stream is lost mid-run
-            if not quiet and (outcome is not None or streamer.stats.latency):
+            read = sum(c.frames_read for c in streamer.stats.streams)
+            if not quiet and (outcome is not None or read):
                 click.echo(streamer.stats.format(), err=True)
                 click.echo(f"  model {model} on {clf.backend.name}", err=True)
                 if clf.backend.selection:  # which engine --device auto took, and why
