@@ -138,3 +138,22 @@ def test_bad_outputs_fail_before_any_frame(extra, needles, tiny_onnx, tmp_path):
         connections = srv.connections
     assert_clear_error(proc, *(n.format(**fill) for n in needles))
     assert connections == 0 and not (tmp_path / "o.mp4").exists()
+
+
+def test_events_log_pairs_every_open_with_its_close(tiny_onnx, tmp_path):
+    """`--events -` on stdout beside the results: each segment opens once and closes once,
+    in time order, and the summary lists the same segments."""
+    from edgevid.train.synth import make_untrimmed_video
+
+    make_untrimmed_video(tmp_path / "u.mp4", classes=3, segments=3, seed=0)
+    proc = edgevid("run", "-s", str(tmp_path / "u.mp4"), "-m", str(tiny_onnx), "--json",
+                   str(tmp_path / "r.jsonl"), "--events", "-", "--segment-threshold", "0.2",
+                   "--segment-release", "0.15", "--segment-min-s", "0.3")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events and all(set(e) == EVENT_KEYS for e in events)
+    opened = [e for e in events if e["state"] == "open"]
+    closed = [e for e in events if e["state"] == "closed"]
+    assert [(e["label"], e["start"]) for e in opened] == [(e["label"], e["start"]) for e in closed]
+    assert all(a["end"] <= b["start"] for a, b in zip(closed, closed[1:], strict=False))
+    assert f"segments: {len(closed)}" in proc.stderr
