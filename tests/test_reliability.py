@@ -87,11 +87,11 @@ def test_one_frame_video_is_padded_to_one_result(bad, tiny_onnx, tmp_path):
 
 
 OTHER_CASES = [  # (argv with {placeholders}, fragment, output that must not appear)
-    (["eval", "--model", "{not_onnx}", "--data", "{synth}"], "cannot load", None),
+    (["eval", "--model", "{not_onnx}", "--data", "{synth}"], "not a valid ONNX model", None),
     (["eval", "--model", "{tiny_onnx}", "--data", "{missing}"], "not found", None),
     (
         ["eval", "--model", "{tiny_onnx}", "--data", "{manifest}", "--split", "nope"],
-        "no split",
+        "'nope' is not one of",
         None,
     ),
     (["export", "--variant", "nope", "--out", "{out}"], "unknown variant", "{out}"),
