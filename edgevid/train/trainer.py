@@ -70,10 +70,9 @@ class TrainResult:
 def sampling_from_manifest(manifest: Manifest, num_frames: int) -> Sampling:
     """The training data's temporal span, so the runtime can stream with the same one."""
     secs, fps = manifest.extra.get("mean_duration_s"), manifest.extra.get("median_fps")
-    stride = max(1, round(secs * fps / num_frames)) if secs and fps else 1
-    return Sampling(
-        num_frames=num_frames, mode="uniform", clip_seconds=secs, fps=fps, frame_stride=stride
-    )
+    sampling = Sampling(num_frames=num_frames, mode="uniform", clip_seconds=secs, fps=fps)
+    sampling.frame_stride = sampling.stream_stride(fps)  # the one stride formula (core.meta)
+    return sampling
 
 
 def warmup_cosine(total: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
