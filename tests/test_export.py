@@ -55,6 +55,7 @@ def exported(request, tmp_path_factory):
     return model, meta, path
 
 
+@pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 def test_every_variant_exports_a_clean_graph_that_matches_pytorch(exported):
     model, meta, path = exported
     graph = onnx.load(str(path))
@@ -95,6 +96,7 @@ def raw_graph(prune8):
     return torch_to_onnx(model, meta, tmp / "raw.onnx", raw_input=True)
 
 
+@pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_opset16_writes_layernorm_out_and_still_matches(prune8, exporter):
     model, meta, _, tmp = prune8
@@ -109,6 +111,7 @@ def test_opset16_writes_layernorm_out_and_still_matches(prune8, exporter):
     )
 
 
+@pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 def test_raw_input_graph_equals_host_preprocessing(prune8, raw_graph, media_dir):
     model, meta, host, _ = prune8
     raw = raw_graph
@@ -191,6 +194,7 @@ def assert_clean_error(r: subprocess.CompletedProcess, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 def test_cli_export_writes_verified_graphs_and_a_triton_repo(tiny_checkpoint, tmp_path):
     out, repo = tmp_path / "out", tmp_path / "repo"
     args = ["export", "--checkpoint", str(tiny_checkpoint), "--fp16", "--int8", "dynamic"]
@@ -214,6 +218,7 @@ def test_cli_export_writes_verified_graphs_and_a_triton_repo(tiny_checkpoint, tm
     ]
 
 
+@pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 def test_cli_verification_failure_fails_the_export_and_writes_nothing(
     tiny_checkpoint, tmp_path, monkeypatch
 ):

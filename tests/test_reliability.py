@@ -218,6 +218,7 @@ def test_image_folder_with_gray_and_rgba_images_runs(tiny_onnx, tmp_path):
 
 
 # --- faults -----------------------------------------------------------------------------------
+@pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 def test_export_killed_mid_write_keeps_the_previous_artefact(tiny_checkpoint, tmp_path):
     out = tmp_path / "exports"
     args = [sys.executable, "-m", "edgevid", "export", "--checkpoint", str(tiny_checkpoint),
