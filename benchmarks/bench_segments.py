@@ -1,6 +1,6 @@
 """Action segments of a trained tiny model on untrimmed synthetic videos with known boundaries.
 
-Trains a tiny TimeSformer (tiny-prune8, random init, --epochs) on the synthetic motion
+Trains a tiny model (--variant, default tiny-scratch; random init, --epochs) on the synthetic motion
 dataset restricted to --motions (default MoveLeft, MoveUp, Grow: one per axis of motion,
 which a tiny model learns first), or reuses a run (--run DIR), then for each seed makes an
 untrimmed video (`edgevid data synth --untrimmed`: --segments actions of 3-5 s back to
@@ -36,7 +36,7 @@ DEFAULT_MOTIONS = ("MoveLeft", "MoveUp", "Grow")
 RESULTS = Path(__file__).parent / "results" / "bench_segments.json"
 
 
-def train_tiny(work: Path, motions: tuple[str, ...], epochs: int) -> Path:
+def train_tiny(work: Path, motions: tuple[str, ...], epochs: int, variant: str) -> Path:
     from edgevid.core.manifest import split_dataset
     from edgevid.train.config import AugmentConfig, TrainConfig
     from edgevid.train.synth import make_synthetic_dataset
@@ -49,7 +49,7 @@ def train_tiny(work: Path, motions: tuple[str, ...], epochs: int) -> Path:
             shutil.rmtree(work / "synth" / m)
     manifest = split_dataset(work / "synth", ratios=(0.7, 0.1, 0.2), seed=0)
     cfg = TrainConfig(
-        variant="tiny-prune8", weights="random", epochs=epochs, lr=1e-3, batch_size=16,
+        variant=variant, weights="random", epochs=epochs, lr=1e-3, batch_size=16,
         unfreeze=-1, warmup_epochs=1, label_smoothing=0.0, augment=AugmentConfig(enabled=False),
     )  # fmt: skip
     train(cfg, manifest, work / "run", progress=False)
@@ -98,13 +98,15 @@ def main() -> None:
         default=None,
         help="Motions of the untrimmed videos [default: the model's labels].",
     )
+    ap.add_argument("--variant", default="tiny-scratch",
+                    help="Tiny variant to train (tiny-scratch, tiny-prune8, ...).")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--videos", type=int, default=5, help="Untrimmed videos (seeds).")
     ap.add_argument("--segments", type=int, default=10, help="Actions per video.")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_segments."))
-    run = args.run or train_tiny(work, tuple(args.motions or DEFAULT_MOTIONS), args.epochs)
+    run = args.run or train_tiny(work, tuple(args.motions or DEFAULT_MOTIONS), args.epochs, args.variant)
     motions = tuple(args.motions or edgevid_labels(run))
     rows, pooled_pred, pooled_truth, pooled_acc = [], [], [], []
     for seed in range(args.videos):
