@@ -106,7 +106,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_segments."))
-    run = args.run or train_tiny(work, tuple(args.motions or DEFAULT_MOTIONS), args.epochs, args.variant)
+    run = args.run or train_tiny(
+        work, tuple(args.motions or DEFAULT_MOTIONS), args.epochs, args.variant
+    )
     motions = tuple(args.motions or edgevid_labels(run))
     rows, pooled_pred, pooled_truth, pooled_acc = [], [], [], []
     for seed in range(args.videos):
