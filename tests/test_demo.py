@@ -74,7 +74,8 @@ def test_demo_for_real_with_a_weights_folder_and_a_dataset(tmp_path, media_dir):
     backbone = sum(p.numel() for p in k400.parameters()) - head(3)
     assert rows["timesformer"]["params"] == backbone + head(5)  # the folder's, new head
     assert results["artefacts"]["dataset"] == str(data)
-    assert (data / "manifest.json").is_file()  # the split every stage read
+    assert not (data / "manifest.json").exists()  # the dataset is only read, never written
+    assert (out / "runs" / "timesformer" / "manifest.json").is_file()  # the split it used
 
     tuned, meta = load_checkpoint(out / "runs" / "timesformer" / "best")
     assert meta.labels == SYNTH_LABELS
