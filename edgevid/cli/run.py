@@ -11,10 +11,9 @@ from pathlib import Path
 
 import click
 
-from edgevid.core.precision import OPENVINO
+from edgevid.core.precision import OPENVINO_CHOICES
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")  # edgevid.runtime.backends.DEVICES
-PRECISIONS = ("auto", *OPENVINO)  # edgevid.runtime.backends.PRECISIONS
 DEVICE_HELP = (
     "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
     "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."
@@ -100,7 +99,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               help="Frames buffered per live source before the oldest is dropped.")  # fmt: skip
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help=DEVICE_HELP)  # fmt: skip
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None, help=PRECISION_HELP)
+@click.option("--precision", type=click.Choice(OPENVINO_CHOICES), default=None, help=PRECISION_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(

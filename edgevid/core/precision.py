@@ -61,6 +61,7 @@ PRECISIONS: dict[str, Precision] = {
 }  # fmt: skip
 EXPORTED = tuple(n for n, p in PRECISIONS.items() if p.exported and n != "fp32")  # beyond FP32
 OPENVINO = tuple(n for n, p in PRECISIONS.items() if p.openvino_hint)  # inference hints
+OPENVINO_CHOICES = ("auto", *OPENVINO)  # --precision: auto = bf16 where the CPU has it, else fp32
 
 
 def get_precision(name: str, error: type[EdgevidError] = MetadataError) -> Precision:

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from edgevid.core.precision import OPENVINO
+from edgevid.core.precision import OPENVINO_CHOICES as PRECISIONS
 from edgevid.errors import ModelError
 from edgevid.runtime.backends.base import Backend
 
@@ -34,7 +34,6 @@ _BY_EXTENSION = {
 # devices that name a backend of their own, whatever the extension's default
 _BY_DEVICE = {"openvino": "edgevid.runtime.backends.openvino"}
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
-PRECISIONS = ("auto", *OPENVINO)  # OpenVINO inference precisions; auto: bf16 where fast
 # URI scheme -> module of a remote backend (the "path" is the URI itself)
 _BY_SCHEME = {
     "triton": "edgevid.runtime.backends.triton",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgevid.core.artifact import check_io, read_meta
-from edgevid.core.precision import OPENVINO
+from edgevid.core.precision import OPENVINO, OPENVINO_CHOICES
 from edgevid.core.precision import PRECISIONS as PRECISIONS_TABLE
 from edgevid.errors import ModelError, require
 from edgevid.runtime.backends.base import Backend
@@ -33,7 +33,6 @@ ov = require("openvino", "openvino", "the OpenVINO backend")
 
 # --precision value -> (INFERENCE_PRECISION_HINT, capability the CPU must list for it)
 HINTS = {name: (PRECISIONS_TABLE[name].openvino_hint, name.upper()) for name in OPENVINO}
-PRECISIONS = ("auto", *OPENVINO)  # "auto": bf16 where the CPU has it, else fp32
 META_RT_KEY = "edgevid"  # rt_info key of the metadata JSON in an IR written by edgevid
 
 
@@ -62,7 +61,7 @@ def resolve_precision(precision: str | None, cpu: CpuInfo) -> str:
     if precision not in HINTS:
         raise ModelError(
             f"--precision {precision!r} is not an OpenVINO inference precision; "
-            f"choose from {', '.join(PRECISIONS)}"
+            f"choose from {', '.join(OPENVINO_CHOICES)}"
         )
     need = HINTS[precision][1]
     if need not in cpu.capabilities:
