@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -666,28 +667,96 @@ def test_unreachable_hub_switches_to_offline_at_once(monkeypatch):
 
 
 # --- 7. a video that stops decoding part-way: resync, warn with the numbers, count it --------
-@pytest.fixture(scope="module")
-def damaged_clip(tmp_path_factory, media_dir) -> Path:
-    """bikes.mp4 (250 frames) with 40 kB zeroed in the middle of its frame data."""
-    data = bytearray((media_dir / "bikes.mp4").read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 40_000] = bytes(40_000)
-    path = tmp_path_factory.mktemp("damaged") / "Grow" / "v_Grow_g01_c01.mp4"
+MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}  # atoms holding atoms
+
+
+def mp4_atoms(data: bytes | bytearray, start: int = 0, end: int | None = None):
+    """(kind, offset, size) of each atom between ``start`` and ``end``."""
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        size = size or end - start  # 0: runs to the end
+        yield kind, start, size
+        start += size
+
+
+def _shift_chunk_offsets(moov: bytearray, by: int, start: int = 8, end: int | None = None):
+    for kind, at, size in mp4_atoms(moov, start, end):
+        if kind in MP4_CONTAINERS:
+            _shift_chunk_offsets(moov, by, at + 8, at + size)
+        elif kind in (b"stco", b"co64"):  # chunk offsets, absolute in the file
+            fmt = ">I" if kind == b"stco" else ">Q"
+            width = struct.calcsize(fmt)
+            (n,) = struct.unpack(">I", moov[at + 12 : at + 16])
+            for k in range(at + 16, at + 16 + n * width, width):
+                (offset,) = struct.unpack(fmt, moov[k : k + width])
+                moov[k : k + width] = struct.pack(fmt, offset + by)
+
+
+def faststart(data: bytes) -> bytes:
+    """What ``ffmpeg -movflags +faststart`` does: the index (moov) moved before the frame
+    data, every chunk offset shifted by its size. A download cut short then still opens."""
+    top = list(mp4_atoms(data))
+    ((_, at, size),) = [a for a in top if a[0] == b"moov"]
+    moov = bytearray(data[at : at + size])
+    _shift_chunk_offsets(moov, size)
+    ftyp = b"".join(data[a : a + s] for k, a, s in top if k == b"ftyp")
+    rest = b"".join(data[a : a + s] for k, a, s in top if k not in (b"ftyp", b"moov"))
+    return ftyp + bytes(moov) + rest
+
+
+def zero_a_block(data: bytes) -> bytes:
+    """40 kB zeroed in the middle of the frame data."""
+    damaged = bytearray(data)
+    middle = len(damaged) // 2
+    damaged[middle : middle + 40_000] = bytes(40_000)
+    return bytes(damaged)
+
+
+def truncate_after_faststart(data: bytes) -> bytes:
+    """A faststart file cut at half its length: the index declares every frame."""
+    remuxed = faststart(data)
+    return remuxed[: len(remuxed) // 2]
+
+
+DAMAGE = {  # kind -> (damage, fewest frames that must decode of bikes.mp4's 250)
+    "zeroed-block": (zero_a_block, 200),  # past the damaged block (it stopped at 120)
+    "truncated-faststart": (truncate_after_faststart, 100),  # every frame before the cut
+}
+
+
+@pytest.fixture(scope="module", params=sorted(DAMAGE))
+def damaged_clip(request, tmp_path_factory, media_dir) -> tuple[Path, int]:
+    """bikes.mp4 (250 frames) damaged one way; the fewest frames that must decode."""
+    damage, least = DAMAGE[request.param]
+    path = tmp_path_factory.mktemp(request.param) / "Grow" / "v_Grow_g01_c01.mp4"
     path.parent.mkdir()
-    path.write_bytes(bytes(data))
-    return path
+    path.write_bytes(damage((media_dir / "bikes.mp4").read_bytes()))
+    return path, least
+
+
+def test_faststart_remux_keeps_every_frame(media_dir, tmp_path):
+    from edgevid.core.video import iter_frames
+
+    path = tmp_path / "fs.mp4"
+    path.write_bytes(faststart((media_dir / "bikes.mp4").read_bytes()))
+    assert [a[0] for a in mp4_atoms(path.read_bytes())][:2] == [b"ftyp", b"moov"]
+    partial: list[str] = []
+    assert sum(1 for _ in iter_frames(path, partial)) == 250 and partial == []
 
 
 def test_damaged_video_resyncs_and_says_how_much_decoded(damaged_clip):
     from edgevid.core.video import iter_frames
 
+    path, least = damaged_clip
     partial: list[str] = []
-    n = sum(1 for _ in iter_frames(damaged_clip, partial))
-    assert 200 < n < 250  # past the damaged block (it stopped at 120 before the resync)
+    n = sum(1 for _ in iter_frames(path, partial))
+    assert least < n < 250
     assert len(partial) == 1 and f"decoded {n} of the 250 frames" in partial[0]
 
 
 def test_run_warns_about_a_damaged_file_and_counts_it(damaged_clip, tiny_onnx, tmp_path):
+    damaged_clip, _ = damaged_clip
     code, out = invoke(["run", "-s", damaged_clip, "-m", tiny_onnx, "--device", "cpu",
                         "--json", tmp_path / "r.jsonl"])  # fmt: skip
     assert code == 0 and "Traceback" not in out  # documented: the decodable part is used
@@ -700,6 +769,7 @@ def test_run_warns_about_a_damaged_file_and_counts_it(damaged_clip, tiny_onnx, t
 
 @needs_torch
 def test_eval_lists_a_damaged_clip_as_partial(damaged_clip, tiny_onnx, tmp_path):
+    damaged_clip, _ = damaged_clip
     code, out = invoke(["eval", "--model", tiny_onnx, "--data", damaged_clip.parents[1],
                         "--out", tmp_path / "ev"])  # fmt: skip
     assert code == 0, out
@@ -722,3 +792,25 @@ def test_int8_static_calibrates_on_the_checkpoint_runs_own_split(tmp_path):
     assert default_calib_data(cfg) == str(tmp_path / "run" / "manifest.json")
     with pytest.raises(ExportError, match="--calib-data"):
         default_calib_data(ExportConfig(variant="tiny-prune8", random_init=True))
+
+
+@needs_torch
+def test_train_uses_damaged_clips_as_far_as_they_decode_and_counts_them(synth_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    damaged = sorted((data / "Grow").glob("*.mp4"))  # one class, so every split has some
+    for clip in damaged:
+        clip.write_bytes(truncate_after_faststart(clip.read_bytes()))
+    code, out = invoke(["train", "--variant", "tiny-scratch", "--data", data, "--epochs", "1",
+                        "--weights", "random", "--out", tmp_path / "run", "--quiet"])  # fmt: skip
+    assert code == 0 and "Traceback" not in out, out
+    warned = [line for line in out.splitlines() if line.startswith("edgevid: warning:")]
+    assert warned and all("frames its container declares" in w for w in warned), out
+    named = {Path(w.split()[2].rstrip(":")).name for w in warned}
+    assert named <= {p.name for p in damaged} and len(named) == len(warned)  # each said once
+    n = int(out.split(" damaged clips trained on the frames that decoded")[0].split()[-1])
+    assert n == len(named)
+    report = json.loads((tmp_path / "run" / "confusion_matrix.json").read_text())
+    test_split = json.loads((tmp_path / "run" / "manifest.json").read_text())["splits"]["test"]
+    damaged_in_test = [e for e in test_split if "Grow" in str(e)]
+    assert len(report["partial"]) == len(damaged_in_test)

@@ -112,7 +112,7 @@ def test_dataset_memo_keeps_deterministic_clips_within_budget(synth_root):
     first = [memo[i] for i in range(3)]
     assert sorted(memo._memo) == [0, 1]  # the third did not fit
     for i in range(3):
-        again, label, index = memo[(i, 5)]  # another epoch's draw: same clip, no decode
+        again, label, index, _ = memo[(i, 5)]  # another epoch's draw: same clip, no decode
         assert torch.equal(again, plain[i][0]) and torch.equal(again, first[i][0])
         assert (label, index) == (i, i)
     augmented = ClipDataset(paths, [0, 1, 2], meta, train=True, augment=AugmentConfig(),

@@ -201,9 +201,14 @@ def train(
         return
     if result.skipped:
         click.echo(f"skipped {len(result.skipped)} undecodable clips", err=True)
+    if result.partial:
+        click.echo(
+            f"{len(result.partial)} damaged clips trained on the frames that decoded", err=True
+        )
     click.echo(f"best epoch {result.best_epoch}: val top-1 {result.best_val_acc:.3f}")
     if result.test is not None:
-        click.echo(f"test top-1 {result.test.top1:.3f} ({result.test.num_clips} clips)")
+        damaged = f", {len(result.test.partial)} damaged" if result.test.partial else ""
+        click.echo(f"test top-1 {result.test.top1:.3f} ({result.test.num_clips} clips{damaged})")
     click.echo(f"run folder: {result.run_dir}  (model: {result.run_dir / 'best'})")
 
 

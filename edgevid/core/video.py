@@ -94,7 +94,8 @@ class DecodeCount:
         return self.skipped > 0 or (self.expected > 0 and self.decoded < self.expected - 2)
 
     def describe(self) -> str:
-        skipped = f", {self.skipped} damaged packets skipped" if self.skipped else ""
+        plural = "s" * (self.skipped != 1)
+        skipped = f", {self.skipped} damaged packet{plural} skipped" if self.skipped else ""
         return (
             f"{self.path}: decoded {self.decoded} of the {self.expected} frames its container "
             f"declares{skipped} (damaged or truncated file)"

@@ -36,12 +36,16 @@ class Skipped:
     reason: str  # the decoder's one-line message
 
 
+Item = tuple[torch.Tensor, int, int, "str | None"]  # (clip, label, index, partial-decode note)
+
+
 @dataclass
 class Batch:
     inputs: torch.Tensor  # (B, T, 3, S, S) float32 normalised clips, or cached (B, L, D) features
     labels: torch.Tensor  # (B,) int64
     indices: torch.Tensor  # (B,) int64: clip index in the dataset (feature cache key)
     skipped: list[Skipped] = field(default_factory=list)  # clips of this batch left out
+    partial: list[str] = field(default_factory=list)  # clips used as far as they decoded
 
 
 class ClipDataset(Dataset):
@@ -85,7 +89,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]):
         i, draw = key if isinstance(key, tuple) else (key, 0)
         if i in self._memo:
-            return self._memo[i], self.labels[i], i
+            return self._memo[i], self.labels[i], i, None
         item = self._load(i, draw)
         if isinstance(item, tuple):  # decoded (a Skipped clip is not kept)
             self._remember(i, item[0])
@@ -99,10 +103,11 @@ class ClipDataset(Dataset):
             self._memo[i] = clip
             self._memo_left -= size
 
-    def _load(self, i: int, draw: int):
+    def _load(self, i: int, draw: int) -> Item | Skipped:
         rng = np.random.default_rng([self.seed, draw, i])
+        partial: list[str] = []  # a damaged or truncated clip is used as far as it decodes
         try:
-            frames = self._decode(i, rng)  # (T, H, W, 3) uint8
+            frames = self._decode(i, rng, partial)  # (T, H, W, 3) uint8
         except VideoError as e:
             return Skipped(str(self.paths[i]), str(e))
         if self.shuffle_frames:
@@ -113,9 +118,9 @@ class ClipDataset(Dataset):
             )
         else:
             clip = preprocess_clip(frames, self.size, self.mean, self.std)
-        return torch.from_numpy(clip), self.labels[i], i  # (T, 3, S, S)
+        return torch.from_numpy(clip), self.labels[i], i, partial[0] if partial else None
 
-    def _decode(self, i: int, rng: np.random.Generator) -> np.ndarray:
+    def _decode(self, i: int, rng: np.random.Generator, partial: list[str]) -> np.ndarray:
         if i not in self._lengths:
             self._lengths[i] = probe_video(self.paths[i]).num_frames
         n = self._lengths[i]
@@ -123,27 +128,34 @@ class ClipDataset(Dataset):
             idx = jittered_indices(n, self.num_frames, rng)
         else:
             idx = uniform_indices(n, self.num_frames)
-        return read_frames(self.paths[i], idx)
+        return read_frames(self.paths[i], idx, partial)
 
 
 def collate(items: list) -> Batch:
-    """Stack the decodable clips of a batch; keep the others' names for the report."""
+    """Stack the decodable clips of a batch; keep the others' names (and the partly
+    decodable ones') for the report."""
     good = [it for it in items if not isinstance(it, Skipped)]
     skipped = [it for it in items if isinstance(it, Skipped)]
     if not good:
         empty = torch.empty(0)
         return Batch(empty, empty.long(), empty.long(), skipped)
-    clips, labels, idx = zip(*good, strict=True)
-    return Batch(torch.stack(clips), torch.tensor(labels), torch.tensor(idx), skipped)
+    clips, labels, idx, notes = zip(*good, strict=True)
+    partial = [note for note in notes if note]
+    return Batch(torch.stack(clips), torch.tensor(labels), torch.tensor(idx), skipped, partial)
 
 
 def numpy_batches(
-    ds: ClipDataset, batch_size: int, skipped: list[str] | None = None
+    ds: ClipDataset,
+    batch_size: int,
+    skipped: list[str] | None = None,
+    partial: list[str] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``ds`` in order as ((B, T, 3, S, S) float32, (B,) int64) numpy batches."""
     for batch in DataLoader(ds, batch_size=batch_size, collate_fn=collate):
         if skipped is not None:
             skipped.extend(f"{s.path} ({s.reason})" for s in batch.skipped)
+        if partial is not None:
+            partial.extend(batch.partial)
         if len(batch.labels):
             yield batch.inputs.numpy(), batch.labels.numpy()
 

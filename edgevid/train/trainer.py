@@ -62,6 +62,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     test: EvalReport | None  # best/ on the test split (None if the split is empty)
     skipped: list[str] = field(default_factory=list)  # undecodable clips, reported by name
+    partial: list[str] = field(default_factory=list)  # damaged clips trained on what decoded
     cache_seconds: float = 0.0  # time spent computing cached features
     is_main: bool = True  # False on the other processes of a data-parallel run
 
@@ -172,7 +173,7 @@ class CachedFeatures(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         i = key[0] if isinstance(key, tuple) else key
-        return self.features[i], int(self.labels[i]), i
+        return self.features[i], int(self.labels[i]), i, None
 
 
 # --- the trainer --------------------------------------------------------------------------
@@ -230,7 +231,8 @@ class Trainer:
         self.train_set, self.val_set = clips("train", True), clips("val", False)
         if len(self.train_set) == 0:
             raise DataError(f"{manifest.root}: the training split is empty")
-        self.skipped: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # path -> why it could not be decoded
+        self.partial: set[str] = set()  # how far each damaged clip decoded
         self.cache_seconds = 0.0
         self.staged.to(device)
         self.train_data = self._cached(self.train_set, "train") or self.train_set
@@ -293,7 +295,7 @@ class Trainer:
         feats, labels, teacher = [], [], []
         bar = self._bar(loader, desc=f"caching frozen features ({name})", leave=False)
         for batch in bar:
-            self._note_skipped(batch)
+            self._note_clips(batch)
             if not len(batch.labels):
                 continue
             x = batch.inputs.to(self.acc.device)
@@ -312,11 +314,15 @@ class Trainer:
     def _bar(self, iterable=None, **kw):
         return display.bar(iterable, disable=not (self.progress and self.acc.is_main_process), **kw)
 
-    def _note_skipped(self, batch: Batch) -> None:
+    def _note_clips(self, batch: Batch) -> None:
+        """Say once per clip what could not be decoded, and what decoded only in part."""
         for s in batch.skipped:
             if s.path not in self.skipped:
                 self.skipped[s.path] = s.reason
                 display.write(f"edgevid: skipping undecodable clip {s.path} ({s.reason})")
+        for note in set(batch.partial) - self.partial:
+            self.partial.add(note)
+            display.write(f"edgevid: warning: {note}; training on the frames that decoded")
 
     # --- resume state ---------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -331,6 +337,7 @@ class Trainer:
             "best": self.best,
             "running": self.running,
             "skipped": self.skipped,
+            "partial": sorted(self.partial),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -341,6 +348,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.history, self.best = list(state["history"]), dict(state["best"])
             self.running, self.skipped = dict(state["running"]), dict(state["skipped"])
+            self.partial = set(state.get("partial", ()))  # absent in states from before it
             set_rng_state(state["rng"])
         except (KeyError, TypeError, ValueError, IndexError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
@@ -405,7 +413,7 @@ class Trainer:
         )
         start = time.perf_counter()
         for batch in self.loader:
-            self._note_skipped(batch)
+            self._note_clips(batch)
             if len(batch.labels):
                 self._train_step(batch)
             self.scheduler.step()
@@ -446,7 +454,7 @@ class Trainer:
             )
             out, ys = [], []
             for batch in loader:
-                self._note_skipped(batch)
+                self._note_clips(batch)
                 if len(batch.labels):
                     with self.acc.autocast():
                         out.append(staged(pixel_values=batch.inputs.to(self.acc.device)).float())
@@ -511,6 +519,7 @@ class Trainer:
             self.history,
             test,
             sorted(self.skipped),
+            sorted(self.partial),
             self.cache_seconds,
             self.acc.is_main_process,
         )
@@ -554,12 +563,15 @@ def evaluate_model(
     device = str(next(model.parameters()).device)
     paths, targets = manifest.paths(split), manifest.labels(split)
     skipped: list[str] = []
+    partial: list[str] = []
     if shuffle_frames:  # the control experiment: the dataset applies its frame shuffle
         ds = ClipDataset(paths, targets, meta, shuffle_frames=True, seed=seed)
-        batches = numpy_batches(ds, batch_size, skipped)
+        batches = numpy_batches(ds, batch_size, skipped, partial)
     else:
-        batches = clip_batches(paths, targets, meta, batch_size, skipped)
-    return evaluate(torch_predictor(model, device), batches, meta.labels, skipped)
+        batches = clip_batches(paths, targets, meta, batch_size, skipped, partial)
+    report = evaluate(torch_predictor(model, device), batches, meta.labels, skipped)
+    report.partial = partial
+    return report
 
 
 def train(
