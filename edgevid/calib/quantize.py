@@ -8,7 +8,10 @@ INT8 costs accuracy and buys little. ONNX Runtime runs the same graph on a CPU, 
 accuracy is checked before any engine is built.
 
 Dynamic (``onnx_to_int8_dynamic``): int8 weights, activations quantized per batch at run
-time. No calibration; ONNX Runtime's fastest CPU path, not a TensorRT input.
+time. No calibration; ONNX Runtime's fastest CPU path, not a TensorRT input. Its precision
+row names the contrib-op fusions (``edgevid.calib.fuse``) applied first: each attention's
+core as one ``MultiHeadAttention`` node with its Q/K/V projections as INT8 matmuls, and GELU
+as one ``Gelu`` node.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevid.calib.fuse import fuse_graph
 from edgevid.core.artifact import input_name
 from edgevid.core.clips import ClipSet, dataset_clips, graph_input
 from edgevid.core.onnx_file import read_metadata, save_onnx
@@ -132,13 +136,21 @@ def onnx_to_int8_static(
         )
 
 
-def onnx_to_int8_dynamic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Quantize the FP32 graph ``src`` to dynamic INT8 (weights int8, activations at run time)."""
+def onnx_to_int8_dynamic(
+    src: str | os.PathLike, dst: str | os.PathLike, fusions: tuple[str, ...] | None = None
+) -> Path:
+    """Quantize the FP32 graph ``src`` to dynamic INT8 (weights int8, activations at run time).
+
+    ``fusions`` (default: the int8-dynamic row's) are applied to the FP32 graph first; the
+    number of each made is recorded in the metadata."""
     q = require("onnxruntime.quantization", "export", "INT8 quantization")
     meta = _fp32_meta(src)
+    names = get_precision("int8-dynamic").fusions if fusions is None else fusions
     with tempfile.TemporaryDirectory(prefix="edgevid-quant-") as work:
         pre = Path(work) / "pre.onnx"
-        _preprocess(src, pre)
+        fused = Path(work) / "fused.onnx"
+        made = fuse_graph(src, fused, names)
+        _preprocess(fused, pre)
         out = Path(work) / "int8.onnx"
         q.quantize_dynamic(
             str(pre),
@@ -147,7 +159,7 @@ def onnx_to_int8_dynamic(src: str | os.PathLike, dst: str | os.PathLike) -> Path
             per_channel=False,  # per-tensor: the fast MatMulInteger path on x86
             weight_type=q.QuantType.QInt8,
         )
-        calibration = {"method": "dynamic", "ops": list(DYNAMIC_OPS)}
+        calibration = {"method": "dynamic", "ops": list(DYNAMIC_OPS), "fusions": made}
         return _save(
             out, meta.replace(precision="int8-dynamic", extra=_extra(meta, calibration)), dst
         )

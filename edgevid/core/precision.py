@@ -36,6 +36,9 @@ class Precision:
     openvino_hint: str = ""  # OpenVINO INFERENCE_PRECISION_HINT ("": not an OpenVINO setting)
     calibrated: bool = False  # needs calibration clips (--calib-data)
     exported: bool = True  # `edgevid export` writes a graph in it
+    # ONNX Runtime contrib-op fusions applied before quantization (edgevid.calib.fuse.FUSIONS):
+    # fewer float ops around the INT8 matmuls. CPU graphs only: TensorRT cannot read them
+    fusions: tuple[str, ...] = ()
 
 
 _FP16 = Tolerance(min_agreement=0.95, min_cosine=0.999)  # values change, the decisions hold
@@ -56,7 +59,8 @@ PRECISIONS: dict[str, Precision] = {
                   openvino_hint="bf16", exported=False),
         Precision("int8-static", "-int8-static", "int8", _INT8, ("FP16", "INT8"),
                   calibrated=True),
-        Precision("int8-dynamic", "-int8-dynamic", "int8", _INT8),
+        Precision("int8-dynamic", "-int8-dynamic", "int8", _INT8,
+                  fusions=("attention", "gelu")),
     )
 }  # fmt: skip
 EXPORTED = tuple(n for n, p in PRECISIONS.items() if p.exported and n != "fp32")  # beyond FP32
