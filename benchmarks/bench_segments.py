@@ -1,27 +1,30 @@
 """Action segments of a trained tiny model on untrimmed synthetic videos with known boundaries.
 
-Trains a tiny model (--variant, default tiny-scratch; random init, --epochs) on the synthetic motion
-dataset restricted to --motions (default MoveLeft, MoveUp, Grow: one per axis of motion,
-which a tiny model learns first), or reuses a run (--run DIR), then for each seed makes an
+Trains a tiny model (--variant, default tiny-scratch; random init, --epochs) on
+--clips-per-class synthetic motion clips of --motions (default MoveLeft, MoveUp, Grow: one
+per axis of motion, which a tiny model learns first), --cut-share of them cut out of a long
+action so that they hold a cut as most windows of an untrimmed video do (SynthConfig.cut_share),
+or reuses a run (--run DIR), then for each seed makes an
 untrimmed video (`edgevid data synth --untrimmed`: --segments actions of 3-5 s back to
 back) and runs it through `edgevid.predict` (the runtime's loop, EMA smoothing and
 segmenter with their defaults, ONNX Runtime on the checkpoint exported on the fly).
 Reports, per video and pooled: segment precision / recall / F1 at temporal IoU 0.5, and
 the mean absolute boundary error in seconds of the matched segments. Also the window
-accuracy (share of windows whose label is the true action at the window's centre), and
+accuracy (share of windows whose label is the true action at the window's centre), split
+into windows inside one action and windows across a boundary, and
 the segmenter's ceiling ("oracle": the same windows given perfect probabilities, the
 share of each window's span every true action covers), which separates what the
 segmenter loses from what the classifier gets wrong.
 Prints a table, writes benchmarks/results/bench_segments.json.
 
-    python benchmarks/bench_segments.py [--run runs/axes] [--videos 5] [--epochs 15]
+    python benchmarks/bench_segments.py [--run runs/axes] [--videos 5] [--cut-share 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,23 +33,33 @@ import numpy as np
 
 import edgevid
 from edgevid.runtime.segments import Segment, segment_scores
-from edgevid.train.synth import MOTIONS, make_untrimmed_video
+from edgevid.train.synth import SynthConfig, make_untrimmed_video
 
 DEFAULT_MOTIONS = ("MoveLeft", "MoveUp", "Grow")
+FPS = SynthConfig().fps  # of the untrimmed videos
 RESULTS = Path(__file__).parent / "results" / "bench_segments.json"
 
 
-def train_tiny(work: Path, motions: tuple[str, ...], epochs: int, variant: str) -> Path:
+def train_tiny(
+    work: Path,
+    motions: tuple[str, ...],
+    epochs: int,
+    variant: str,
+    cut_share: float,
+    clips_per_class: int,
+) -> Path:
     from edgevid.core.manifest import split_dataset
     from edgevid.train.config import AugmentConfig, TrainConfig
     from edgevid.train.synth import make_synthetic_dataset
     from edgevid.train.trainer import train
 
-    upto = max(MOTIONS.index(m) for m in motions) + 1
-    make_synthetic_dataset(work / "synth", classes=upto, clips_per_class=150, seed=7)
-    for m in MOTIONS[:upto]:
-        if m not in motions:
-            shutil.rmtree(work / "synth" / m)
+    make_synthetic_dataset(
+        work / "synth",
+        motions=motions,
+        clips_per_class=clips_per_class,
+        seed=7,
+        config=SynthConfig(cut_share=cut_share),
+    )
     manifest = split_dataset(work / "synth", ratios=(0.7, 0.1, 0.2), seed=0)
     cfg = TrainConfig(
         variant=variant, weights="random", epochs=epochs, lr=1e-3, batch_size=16,
@@ -71,6 +84,18 @@ def window_accuracy(results: list, truth: list) -> float:
         true = next((s.label for s in truth if s.start <= t < s.end), None)
         hits.append(r.label == true)
     return float(np.mean(hits))
+
+
+def window_accuracy_split(results: list, truth: list, fps: float) -> tuple[float, float]:
+    """Window accuracy of the windows inside one true action, and of those across a boundary
+    (scored against the action at their centre)."""
+    inside, across = [], []
+    for r in results:
+        a, b = r.window_start, r.timestamp + 1 / fps  # the window's frames
+        true = next((s.label for s in truth if s.start <= r.window_centre < s.end), None)
+        spans = sum(1 for s in truth if s.start < b and s.end > a)
+        (inside if spans == 1 else across).append(r.label == true)
+    return float(np.mean(inside)), float(np.mean(across))
 
 
 def oracle_segments(results: list, truth: list, labels: list[str], window_s: float) -> list:
@@ -100,17 +125,26 @@ def main() -> None:
     )
     ap.add_argument("--variant", default="tiny-scratch",
                     help="Tiny variant to train (tiny-scratch, tiny-prune8, ...).")  # fmt: skip
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--clips-per-class", type=int, default=300, help="Training data size.")
+    ap.add_argument("--cut-share", type=float, default=0.5,
+                    help="Share of training clips holding a cut.")  # fmt: skip
     ap.add_argument("--videos", type=int, default=5, help="Untrimmed videos (seeds).")
     ap.add_argument("--segments", type=int, default=10, help="Actions per video.")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    load_start = list(os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="bench_segments."))
     run = args.run or train_tiny(
-        work, tuple(args.motions or DEFAULT_MOTIONS), args.epochs, args.variant
+        work,
+        tuple(args.motions or DEFAULT_MOTIONS),
+        args.epochs,
+        args.variant,
+        args.cut_share,
+        args.clips_per_class,
     )
     motions = tuple(args.motions or edgevid_labels(run))
-    rows, pooled_pred, pooled_truth, pooled_acc = [], [], [], []
+    rows, pooled_pred, pooled_truth = [], [], []
     for seed in range(args.videos):
         video = work / f"untrimmed-{seed}.mp4"
         truth_raw = make_untrimmed_video(
@@ -122,11 +156,13 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         scores = segment_scores(result.segments, truth)
         acc = window_accuracy(result.results, truth)
-        window_s = max(r.timestamp - r.window_start for r in result.results) + 1 / 15
+        acc_in, acc_across = window_accuracy_split(result.results, truth, FPS)
+        window_s = max(r.timestamp - r.window_start for r in result.results) + 1 / FPS
         oracle = segment_scores(
             oracle_segments(result.results, truth, list(motions), window_s), truth
         )
         rows.append({"seed": 100 + seed, "duration_s": truth[-1].end, "window_acc": acc,
+                     "window_acc_inside": acc_in, "window_acc_across": acc_across,
                      "elapsed_s": round(elapsed, 2), **scores,
                      "oracle_f1": oracle["f1"],
                      "oracle_boundary_error_s": oracle["boundary_error_s"]})  # fmt: skip
@@ -134,28 +170,40 @@ def main() -> None:
         for seg_list, pool in ((result.segments, pooled_pred), (truth, pooled_truth)):
             pool += [Segment(s.label, s.start + offset, s.end + offset, s.score, s.state)
                      for s in seg_list]  # fmt: skip
-        pooled_acc.append(acc)
     pooled = segment_scores(pooled_pred, pooled_truth)
     pooled["oracle_f1"] = float(np.mean([r["oracle_f1"] for r in rows]))
     errs = [r["oracle_boundary_error_s"] for r in rows if r["oracle_boundary_error_s"] is not None]
     pooled["oracle_boundary_error_s"] = float(np.mean(errs)) if errs else None
-    print(f"{'video':<8}{'s':>6}{'win acc':>9}{'pred':>6}{'true':>6}{'P':>7}{'R':>7}"
-          f"{'F1@0.5':>8}{'bound err s':>13}{'oracle F1':>11}{'oracle err s':>14}")  # fmt: skip
+    for key in ("window_acc", "window_acc_inside", "window_acc_across"):
+        pooled[key] = float(np.mean([r[key] for r in rows]))
+    print(f"{'video':<8}{'s':>6}{'win acc':>9}{'inside':>8}{'across':>8}{'pred':>6}{'true':>6}"
+          f"{'P':>7}{'R':>7}{'F1@0.5':>8}{'bound err s':>13}{'oracle F1':>11}"
+          f"{'oracle err s':>14}")  # fmt: skip
     for r in [*rows, {"seed": "all", "duration_s": sum(r["duration_s"] for r in rows),
-                      "window_acc": float(np.mean(pooled_acc)), **pooled}]:  # fmt: skip
+                      **pooled}]:  # fmt: skip
         err = "-" if r["boundary_error_s"] is None else f"{r['boundary_error_s']:.2f}"
         oerr = (
             "-" if r["oracle_boundary_error_s"] is None else f"{r['oracle_boundary_error_s']:.2f}"
         )
         print(f"{r['seed']!s:<8}{r['duration_s']:>6.0f}{r['window_acc']:>9.2f}"
+              f"{r['window_acc_inside']:>8.2f}{r['window_acc_across']:>8.2f}"
               f"{r['predicted']:>6}{r['truth']:>6}{r['precision']:>7.2f}{r['recall']:>7.2f}"
               f"{r['f1']:>8.2f}{err:>13}{r['oracle_f1']:>11.2f}{oerr:>14}")  # fmt: skip
     out = {
-        "run": str(run),
+        "run": str(args.run) if args.run else "trained by the benchmark",
+        "training": None
+        if args.run
+        else {
+            "variant": args.variant,
+            "epochs": args.epochs,
+            "clips_per_class": args.clips_per_class,
+            "cut_share": args.cut_share,
+        },
+        "load_average": {"start": load_start, "end": list(os.getloadavg())},
         "motions": list(motions),
         "segments_per_video": args.segments,
         "videos": rows,
-        "pooled": {**pooled, "window_acc": float(np.mean(pooled_acc))},
+        "pooled": pooled,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -13,6 +13,7 @@ from edgevid.train.synth import (
     SynthConfig,
     _Scene,
     make_synthetic_dataset,
+    render_action,
     render_clip,
 )
 
@@ -82,6 +83,26 @@ def test_one_frame_does_not_tell_left_from_right():
     assert abs(np.mean(mids["MoveLeft"]) - np.mean(mids["MoveRight"])) < 3
 
 
+def test_a_long_action_is_whole_clips_at_training_speed():
+    """An untrimmed action: back-to-back clips whose cuts redraw the actor (the one step
+    backwards per cut), each moving at a training clip's speed, the last one cut short
+    rather than squeezed (the frame-to-frame step never exceeds a whole clip's)."""
+    cfg = SynthConfig(noise=0)
+    frames = render_action("MoveLeft", 70, np.random.default_rng(3), cfg, _plain_scene())
+    step = np.diff(_track(frames)[0])  # (69,) x displacement per frame
+    cuts = step > 0
+    assert frames.shape == (70, 64, 80, 3) and 2 <= cuts.sum() <= 70 // cfg.min_frames
+    most = 0.6 * cfg.height / (cfg.min_frames - 1)  # a whole clip's fastest step
+    assert (-step[~cuts] < most + 0.5).all() and (-step[~cuts] > 0.2).all()
+
+
+def test_cut_share_puts_cuts_in_clips(tmp_path):
+    cfg = SynthConfig(noise=0, cut_share=1.0)
+    clips = make_synthetic_dataset(tmp_path / "d", classes=2, clips_per_class=6, config=cfg)
+    for path in clips[:6]:  # MoveLeft: one step to the right at the cut
+        assert (np.diff(_track(read_video(path)[0].astype(np.float32))[0]) > 3).sum() == 1
+
+
 def test_same_seed_same_files(tmp_path):
     a = make_synthetic_dataset(tmp_path / "a", classes=2, clips_per_class=2, seed=7)
     b = make_synthetic_dataset(tmp_path / "b", classes=2, clips_per_class=2, seed=7)
@@ -89,7 +110,22 @@ def test_same_seed_same_files(tmp_path):
         np.testing.assert_array_equal(read_video(pa)[0], read_video(pb)[0])
 
 
-@pytest.mark.parametrize("kw", [{"classes": 1}, {"classes": 9}, {"clips_per_class": 0}])
+def test_chosen_motions_only(tmp_path):
+    clips = make_synthetic_dataset(tmp_path / "d", motions=("MoveUp", "Grow"), clips_per_class=1)
+    assert sorted(p.parent.name for p in clips) == ["Grow", "MoveUp"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"classes": 1},
+        {"classes": 9},
+        {"clips_per_class": 0},
+        {"motions": ("Grow",)},
+        {"motions": ("Grow", "Grow")},
+        {"motions": ("Grow", "Jump")},
+    ],
+)
 def test_bad_arguments(tmp_path, kw):
     with pytest.raises(DataError):
         make_synthetic_dataset(tmp_path, **kw)

@@ -58,13 +58,18 @@ def data() -> None:
     type=click.IntRange(min=1),
     help="Clips sharing one scene, like a UCF101 group.",
 )
+@click.option("--cut-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of clips cut out of a longer action (back-to-back clips of one "
+              "motion, as in --untrimmed), so they hold a cut: train with 0.5 for a model "
+              "that segments untrimmed videos.")  # fmt: skip
 @click.option("--untrimmed", is_flag=True,
               help="Instead: one untrimmed video OUT/untrimmed.mp4 of --segments actions "
               "back to back, with its true boundaries in OUT/untrimmed.json.")  # fmt: skip
 @click.option("--segments", default=8, show_default=True, type=click.IntRange(min=1),
               help="Actions in the --untrimmed video (3-5 s each).")  # fmt: skip
 def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, fps: float,
-          clips_per_group: int, untrimmed: bool, segments: int) -> None:  # fmt: skip
+          clips_per_group: int, cut_share: float, untrimmed: bool,
+          segments: int) -> None:  # fmt: skip
     """Write a synthetic action dataset to OUT whose classes differ only by motion.
 
     \b
@@ -81,7 +86,9 @@ def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, f
     from edgevid.train.synth import SynthConfig, make_synthetic_dataset, make_untrimmed_video
 
     w, h = _parse_size(size)
-    cfg = SynthConfig(width=w, height=h, fps=fps, clips_per_group=clips_per_group)
+    cfg = SynthConfig(
+        width=w, height=h, fps=fps, clips_per_group=clips_per_group, cut_share=cut_share
+    )
     if untrimmed:
         truth = make_untrimmed_video(
             out / "untrimmed.mp4", classes=classes, segments=segments, seed=seed, config=cfg

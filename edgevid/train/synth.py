@@ -49,6 +49,11 @@ class SynthConfig:
     # clips per scene, 66% with 1).
     clips_per_group: int = 1
     noise: float = 6.0  # std of per-frame pixel noise (camera noise), 0..255 scale
+    # Share of clips cut out of a longer action (render_action: back-to-back clips, each
+    # redrawing the actor, as an --untrimmed video shows them), so most of them hold a cut.
+    # 0 by default; a model trained with 0 has never seen a cut and misreads the windows of
+    # an untrimmed video that hold one (benchmarks/bench_segments.py: 63% vs 96% without).
+    cut_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,27 @@ def render_clip(
     return frames
 
 
+def render_action(
+    motion: str,
+    num_frames: int,
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    scene: _Scene,
+    start: int = 0,
+) -> np.ndarray:
+    """``num_frames`` frames of a long action of ``motion``, from its frame ``start`` on ->
+    (num_frames, H, W, 3) uint8 RGB. The action is whole training-length clips back to back
+    (each redraws the actor: a cut); the last one is cut short, never squeezed, so the motion
+    keeps a training clip's speed in every frame."""
+    parts: list[np.ndarray] = []  # (n, H, W, 3) whole clips
+    total = 0
+    while total < start + num_frames:
+        n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
+        parts.append(render_clip(motion, n, rng, cfg, scene))
+        total += n
+    return np.concatenate(parts)[start : start + num_frames]
+
+
 def make_synthetic_dataset(
     out: str | os.PathLike,
     *,
@@ -110,27 +136,40 @@ def make_synthetic_dataset(
     seed: int = 0,
     config: SynthConfig | None = None,
     progress: Callable[[int], None] | None = None,
+    motions: tuple[str, ...] | None = None,
 ) -> list[Path]:
-    """Write ``classes x clips_per_class`` clips under ``out/<Motion>/``; return their paths.
+    """Write ``clips_per_class`` clips of each of the first ``classes`` motions (or of
+    ``motions``) under ``out/<Motion>/``; return their paths.
 
     ``out`` must be new or empty; the dataset appears there whole or not at all.
     """
     cfg = config or SynthConfig()
-    if not 2 <= classes <= len(MOTIONS):
-        raise DataError(f"--classes must be between 2 and {len(MOTIONS)}, got {classes}")
+    names = _motion_names(classes, motions)
     if clips_per_class < 1:
         raise DataError(f"--clips-per-class must be at least 1, got {clips_per_class}")
     out = Path(out)
     if out.is_dir() and any(out.iterdir()):
         raise DataError(f"{out}: folder exists and is not empty; choose a new one")
     with atomic_dir(out) as tmp:
-        rels = _write_clips(tmp, classes, clips_per_class, seed, cfg, progress)
+        rels = _write_clips(tmp, names, clips_per_class, seed, cfg, progress)
     return [out / r for r in rels]
+
+
+def _motion_names(classes: int, motions: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The motions asked for: ``motions``, else the first ``classes``."""
+    if motions is None:
+        if not 2 <= classes <= len(MOTIONS):
+            raise DataError(f"--classes must be between 2 and {len(MOTIONS)}, got {classes}")
+        return MOTIONS[:classes]
+    names = tuple(motions)
+    if not 2 <= len(set(names)) == len(names) or not set(names) <= set(MOTIONS):
+        raise DataError(f"need 2 to {len(MOTIONS)} motions of {', '.join(MOTIONS)}, got {names}")
+    return names
 
 
 def _write_clips(
     out: Path,
-    classes: int,
+    names: tuple[str, ...],
     clips_per_class: int,
     seed: int,
     cfg: SynthConfig,
@@ -138,14 +177,18 @@ def _write_clips(
 ) -> list[Path]:
     rng = np.random.default_rng(seed)
     paths: list[Path] = []
-    for motion in MOTIONS[:classes]:
+    for motion in names:
         scene = None
         for k in range(clips_per_class):
             group, clip = divmod(k, cfg.clips_per_group)
             if clip == 0:
                 scene = _scene(rng, cfg)
             n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
-            frames = render_clip(motion, n, rng, cfg, scene)  # type: ignore[arg-type]
+            if cfg.cut_share > 0 and rng.random() < cfg.cut_share:  # a window of a long action
+                start = int(rng.integers(1, cfg.min_frames))
+                frames = render_action(motion, n, rng, cfg, scene, start)  # type: ignore[arg-type]
+            else:
+                frames = render_clip(motion, n, rng, cfg, scene)  # type: ignore[arg-type]
             path = out / motion / f"v_{motion}_g{group + 1:02d}_c{clip + 1:02d}.mp4"
             paths.append(write_video(path, frames, cfg.fps).relative_to(out))
             if progress:
@@ -174,15 +217,13 @@ def make_untrimmed_video(
 ) -> list[TrueSegment]:
     """An untrimmed video with known action boundaries: ``segments`` actions of the first
     ``classes`` motions (or of ``motions``) back to back (consecutive ones differ), each
-    ``segment_s`` seconds long and made of training-length clips of its motion, over one
-    scene (one camera). Writes ``out`` (.mp4) and the ground truth beside it (``out`` with
-    .json: fps, frames, segments); returns the segments."""
+    ``segment_s`` seconds long and made of training-length clips of its motion
+    (:func:`render_action`), over one scene (one camera). Writes ``out`` (.mp4) and the
+    ground truth beside it (``out`` with .json: fps, frames, segments); returns the segments."""
     from edgevid._atomic import write_json
 
     cfg = config or SynthConfig()
-    names = tuple(motions) if motions else MOTIONS[:classes]
-    if not 2 <= len(names) <= len(MOTIONS) or not set(names) <= set(MOTIONS):
-        raise DataError(f"need 2 to {len(MOTIONS)} motions of {', '.join(MOTIONS)}, got {names}")
+    names = _motion_names(classes, motions or None)
     if segments < 1:
         raise DataError(f"--segments must be at least 1, got {segments}")
     rng = np.random.default_rng(seed)
@@ -195,13 +236,11 @@ def make_untrimmed_video(
         k = int(choices[int(rng.integers(len(choices)))])
         previous, motion = k, names[k]
         want = round(rng.uniform(*segment_s) * cfg.fps)  # frames of this action
-        start = frame
-        while frame - start < want:
-            n = min(int(rng.integers(cfg.min_frames, cfg.max_frames + 1)), want - (frame - start))
-            n = max(n, 2)
-            parts.append(render_clip(motion, n, rng, cfg, scene))
-            frame += n
-        truth.append(TrueSegment(motion, start / cfg.fps, frame / cfg.fps, start, frame))
+        parts.append(render_action(motion, want, rng, cfg, scene))
+        truth.append(
+            TrueSegment(motion, frame / cfg.fps, (frame + want) / cfg.fps, frame, frame + want)
+        )
+        frame += want
     out = Path(out)
     write_video(out, (f for part in parts for f in part), cfg.fps)
     write_json(
