@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a network that is not there
+# One torch (OpenMP) thread, in the tests and the commands they start: the tiny models gain
+# nothing from a second thread, and on a busy 2-core machine the threads wait on each other
+# (tests/test_prune.py, load average 5: 64 s with torch's default of 2 threads, 16 s with 1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # --device auto on a CPU: ONNX Runtime, not the faster-measured engine (which can flip with
@@ -55,6 +59,15 @@ needs_torch = pytest.mark.skipif(not has_torch(), reason="needs the train extra 
 
 
 SYNTH_LABELS = ["Grow", "MoveDown", "MoveLeft", "MoveRight", "MoveUp"]  # sorted folder names
+FAST_VARIANT = "tiny-prune8"  # the variant of tiny_checkpoint / tiny_onnx: built once a session
+
+
+def one_fast(values, fast=None) -> list:
+    """``values`` (a registry's entries) as parameters: ``fast`` (default: the first) runs in
+    the fast loop, every other one in the full suite only (marked slow). A new registry
+    entry is still tested, where it costs nothing to the fast loop."""
+    fast = values[0] if fast is None else fast
+    return [pytest.param(v, marks=() if v == fast else pytest.mark.slow) for v in values]
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +80,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgevid.train.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("tiny-prune8", labels=SYNTH_LABELS).eval()
+    model = create_model(FAST_VARIANT, labels=SYNTH_LABELS).eval()
     return save_checkpoint(model, meta_for(model), tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
@@ -79,7 +92,18 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
     from edgevid.train.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(tiny_checkpoint)
-    return torch_to_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "tiny-prune8.onnx")
+    return torch_to_onnx(model, meta, tmp_path_factory.mktemp("onnx") / f"{FAST_VARIANT}.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_raw_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported with --raw-input: uint8 (B, T, H, W, 3) frames in."""
+    pytest.importorskip("onnx")
+    from edgevid.export.torch_to_onnx import torch_to_onnx
+    from edgevid.train.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(tiny_checkpoint)
+    return torch_to_onnx(model, meta, tmp_path_factory.mktemp("raw") / "raw.onnx", raw_input=True)
 
 
 def with_ctrl_c() -> None:

@@ -40,11 +40,15 @@ def test_version_and_help():
 
 @needs_torch
 def test_variants_table_and_json():
+    from edgevid.train.models import list_models, model_spec
+
     r = CliRunner().invoke(main, ["variants", "--json"])
     assert r.exit_code == 0, r.output
     rows = {row["name"]: row for row in json.loads(r.output)}
-    assert set(rows) == {"timesformer", "prune2", "prune4", "prune6", "prune8", "scratch"}
-    assert rows["prune4"]["layers"] == 8 and rows["timesformer"]["params"] > 1e8
+    full = [n for n in list_models() if not n.startswith("tiny-")]
+    assert list(rows) == full  # every full-size variant of the registry, tiny-* with --all
+    assert all(rows[n]["layers"] == model_spec(n).num_layers for n in full)
+    assert rows["timesformer"]["params"] > 1e8
     r = CliRunner().invoke(main, ["variants", "--all"])
     assert r.exit_code == 0 and "tiny-prune8" in r.output and "GFLOPs" in r.output
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from edgevid.core.video import probe_video
+from edgevid.demo import PRECISIONS as DEMO_COLUMNS
 from tests.conftest import SYNTH_LABELS, needs_torch
 
 pytestmark = [needs_torch, pytest.mark.slow]
@@ -24,7 +25,7 @@ def test_demo_runs_every_stage(tmp_path, media_dir):
     results = json.loads((out / "results.json").read_text())
     assert [r["model"] for r in results["rows"]] == ["timesformer", "scratch", "pruned"]
     for row in results["rows"]:
-        for precision in ("fp32", "fp16", "int8"):
+        for precision in DEMO_COLUMNS:  # every column of the table, from the precision table
             assert 0.0 <= row[f"acc_{precision}"] <= 1.0 and row[f"ms_{precision}"] > 0
             assert (out / row[f"file_{precision}"]).is_file()  # absolute paths stay absolute
     pruned = results["rows"][2]

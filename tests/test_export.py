@@ -28,7 +28,7 @@ from edgevid.export.torch_to_onnx import torch_to_onnx  # noqa: E402
 from edgevid.export.verify import model_logits, torch_logits, verify_graph  # noqa: E402
 from edgevid.train.checkpoint import load_checkpoint, meta_for  # noqa: E402
 from edgevid.train.models import create_model, list_models  # noqa: E402
-from tests.conftest import SYNTH_LABELS  # noqa: E402
+from tests.conftest import FAST_VARIANT, SYNTH_LABELS, one_fast  # noqa: E402
 
 TINY = list_models("tiny-*")
 
@@ -46,8 +46,11 @@ def synthetic_clips(root: Path, meta: ModelMeta, n: int = 10) -> ClipSet:
     return folder_clips(root, meta, n)
 
 
-@pytest.fixture(scope="module", params=TINY)
+@pytest.fixture(scope="module", params=one_fast(TINY, FAST_VARIANT))
 def exported(request, tmp_path_factory):
+    if request.param == FAST_VARIANT:  # the session's graph of this variant: no second export
+        model, meta = load_checkpoint(request.getfixturevalue("tiny_checkpoint"))
+        return model.eval(), meta, request.getfixturevalue("tiny_onnx")
     torch.manual_seed(0)
     model = create_model(request.param, labels=SYNTH_LABELS).eval()
     meta = meta_for(model)
@@ -90,12 +93,6 @@ def prune8(tiny_checkpoint, tiny_onnx, tmp_path_factory):
     return model, meta, tiny_onnx, tmp_path_factory.mktemp("prune8")
 
 
-@pytest.fixture(scope="module")
-def raw_graph(prune8):
-    model, meta, _, tmp = prune8
-    return torch_to_onnx(model, meta, tmp / "raw.onnx", raw_input=True)
-
-
 @pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_opset16_writes_layernorm_out_and_still_matches(prune8, exporter):
@@ -112,9 +109,9 @@ def test_opset16_writes_layernorm_out_and_still_matches(prune8, exporter):
 
 
 @pytest.mark.slow  # measured 25-90 s on the 2-core reference CPU
-def test_raw_input_graph_equals_host_preprocessing(prune8, raw_graph, media_dir):
+def test_raw_input_graph_equals_host_preprocessing(prune8, tiny_raw_onnx, media_dir):
     model, meta, host, _ = prune8
-    raw = raw_graph
+    raw = tiny_raw_onnx
     session = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     assert (inp.name, inp.type) == ("frames", "tensor(uint8)")
@@ -167,13 +164,16 @@ def test_a_graph_that_fails_the_checker_is_never_written(tiny_onnx, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]  # no temp files
 
 
-def test_int8_static_of_a_raw_input_graph_calibrates_on_uint8_frames(prune8, raw_graph, media_dir):
+@pytest.mark.slow  # a second export (raw input) and a calibration: ~25 s
+def test_int8_static_of_a_raw_input_graph_calibrates_on_uint8_frames(
+    prune8, tiny_raw_onnx, media_dir
+):
     from edgevid.calib.quantize import onnx_to_int8_static
     from edgevid.core.clips import folder_clips
 
     model, meta, _, tmp = prune8
     clips = folder_clips(media_dir, meta)  # the real clips: decoded, resized, cropped
-    path = onnx_to_int8_static(raw_graph, tmp / "raw-int8.onnx", clips)
+    path = onnx_to_int8_static(tiny_raw_onnx, tmp / "raw-int8.onnx", clips)
     assert read_metadata(path).input_format == "uint8"
     result = verify_graph(path, torch_logits(model, clips, meta), clips)
     assert result.cosine > 0.98
@@ -238,6 +238,7 @@ def test_cli_verification_failure_fails_the_export_and_writes_nothing(
     assert not out.exists() or list(out.iterdir()) == []  # not even the FP32 graph that passed
 
 
+@pytest.mark.slow  # a subprocess that imports torch: ~15 s
 def test_cli_corrupt_checkpoint_is_one_clear_line(tiny_checkpoint, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -253,8 +254,9 @@ def test_cli_corrupt_checkpoint_is_one_clear_line(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--variant", "prune4"], "--checkpoint"),  # no weights offline: says what to pass
-        (["--variant", "nope"], "unknown variant"),
+        # these two import torch in the subprocess (~10 s each): full suite only
+        pytest.param(["--variant", "prune4"], "--checkpoint", marks=pytest.mark.slow),
+        pytest.param(["--variant", "nope"], "unknown variant", marks=pytest.mark.slow),
         ([], "exactly one of --variant"),
         (["--variant", "tiny-prune8", "--random-init", "--opset", "12"], "--opset"),
         (["--variant", "tiny-prune8", "--random-init", "--int8", "static"], "--calib-data"),

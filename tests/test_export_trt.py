@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from edgevid.core.precision import PRECISIONS
 from edgevid.errors import MissingDependencyError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -140,7 +141,9 @@ def test_plan_flags_exist_in_the_real_bindings():
     import tensorrt as trt
 
     version = version_tuple(trt.__version__)
-    for precision in ("fp32", "fp16", "int8-static"):
+    for precision in PRECISIONS:
+        if version < PRECISIONS[precision].trt_min:
+            continue
         plan = build_plan(precision, version, fp16_kernels=precision == "fp32")
         for flag in plan.flags:
             assert hasattr(trt.BuilderFlag, flag)

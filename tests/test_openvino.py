@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("openvino")
 pytest.importorskip("onnx")
 
-from edgevid.core.precision import get_precision  # noqa: E402
+from edgevid.core.precision import EXPORTED, PRECISIONS, get_precision  # noqa: E402
 from edgevid.errors import ModelError  # noqa: E402
 from edgevid.export.verify import compare, judge  # noqa: E402
 from edgevid.runtime.backends import load_backend  # noqa: E402
@@ -27,20 +27,20 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "EDGEVID_CPU_BACKEND": "auto"}
 
 @pytest.fixture(scope="module")
 def graphs(tiny_onnx, synth_root, tmp_path_factory) -> dict[str, Path]:
-    """The tiny FP32 graph and its FP16 / INT8 static / INT8 dynamic versions."""
-    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    """The tiny FP32 graph and its version in every precision the export writes."""
+    from edgevid.calib.quantize import QUANTIZERS
     from edgevid.core.clips import dataset_clips
     from edgevid.core.onnx_file import read_metadata
     from edgevid.export.fp16 import onnx_to_fp16
 
     tmp = tmp_path_factory.mktemp("ov")
     calib = dataset_clips(synth_root, read_metadata(tiny_onnx), 8)
-    return {
-        "fp32": tiny_onnx,
-        "fp16": onnx_to_fp16(tiny_onnx, tmp / "fp16.onnx"),
-        "int8-static": onnx_to_int8_static(tiny_onnx, tmp / "int8s.onnx", calib),
-        "int8-dynamic": onnx_to_int8_dynamic(tiny_onnx, tmp / "int8d.onnx"),
-    }
+    graphs = {"fp32": tiny_onnx, "fp16": onnx_to_fp16(tiny_onnx, tmp / "fp16.onnx")}
+    for name, quantize in QUANTIZERS.items():
+        args = (calib,) if PRECISIONS[name].calibrated else ()
+        graphs[name] = quantize(tiny_onnx, tmp / f"{name}.onnx", *args)
+    assert set(graphs) == {"fp32", *EXPORTED}  # a new exported precision needs a line here
+    return graphs
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def clips_input(tiny_onnx, synth_root) -> np.ndarray:
     return graph_input(dataset_clips(synth_root, meta, 10, split="test").frames, meta)
 
 
-@pytest.mark.parametrize("graph", ["fp32", "fp16", "int8-static", "int8-dynamic"])
+@pytest.mark.parametrize("graph", ["fp32", *EXPORTED])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_openvino_matches_onnxruntime(graphs, clips_input, graph, precision):
     ort_logits = load_backend(graphs[graph], "cpu").run(clips_input)

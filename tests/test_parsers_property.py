@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from edgevid.cli.data import RATIOS
 from edgevid.core.manifest import Manifest
 from edgevid.core.meta import ModelMeta
+from edgevid.core.precision import PRECISIONS
 from edgevid.errors import DataError, EdgevidError, MetadataError, SourceError
 from edgevid.runtime.smoothing import make_smoother
-from edgevid.runtime.sources import resolve_source
+from edgevid.runtime.sources import _KINDS, resolve_source
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -70,7 +71,7 @@ def test_metadata_parser(doc):
     assert isinstance(meta.image_size, int) and 8 <= meta.image_size <= 8192
     assert isinstance(meta.num_frames, int) and meta.num_frames >= 1
     assert len(meta.mean) == 3 and all(0 < s <= 1 for s in meta.std)
-    assert meta.precision in ("fp32", "fp16", "bf16", "int8-static", "int8-dynamic")
+    assert meta.precision in PRECISIONS
 
 
 @SETTINGS
@@ -122,7 +123,7 @@ def test_source_uri_parser(uri):
     except SourceError as e:
         assert "\n" not in str(e)
         return
-    assert spec.kind in ("file", "folder", "camera", "network", "csi", "gstreamer")
+    assert spec.kind in {k.name for k in _KINDS}  # the source registry
 
 
 SMOOTH_ARGS = st.one_of(st.floats(allow_nan=True), st.integers(-5, 10**9), st.text(max_size=4))

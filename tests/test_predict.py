@@ -62,6 +62,7 @@ def test_readme_stream_snippet_runs_as_written(readme_world):
 
 
 @needs_torch
+@pytest.mark.slow  # exports the run's checkpoint on the fly in a subprocess: ~17 s
 def test_readme_predict_snippet_runs_as_written(readme_world):
     """A training run folder as the model: exported once on the fly, cached."""
     code = readme_snippets()["predict"]

@@ -154,6 +154,7 @@ def test_bad_keep_is_one_clear_error(manifest, tmp_path):
     assert not (tmp_path / "x").exists()  # nothing written
 
 
+@pytest.mark.slow  # a subprocess prune with recovery training: ~15 s
 def test_cli_prune_with_recovery(manifest, tmp_path):
     """`edgevid prune` on a run folder: finds the run's manifest, recovers, reports both."""
     from click.testing import CliRunner

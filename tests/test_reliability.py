@@ -159,7 +159,7 @@ OTHER_CASES = [  # (argv with {placeholders}, fragment, output that must not app
         "not found",
         "{out}",
     ),
-    (["data", "inspect", "{one_frame}"], "not a manifest", None),
+    (["data", "inspect", "{one_frame}"], "manifest is a binary file", None),
     (["data", "synth", "{out}", "--clips-per-class", "0"], "--clips-per-class", "{out}"),
     (["bogus-command"], "No such command", None),
 ]
@@ -176,11 +176,16 @@ def corrupt_ckpt(tiny_checkpoint, tmp_path_factory) -> Path:
     return d
 
 
+# the cases whose subprocess gets as far as importing torch (~10 s each): full suite only
+TORCH_CASES = {3, 4, 8, 10, 11}
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment", "absent"),
-    OTHER_CASES,
+    [pytest.param(*c, marks=pytest.mark.slow if i in TORCH_CASES else ())
+     for i, c in enumerate(OTHER_CASES)],
     ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(OTHER_CASES)],
-)
+)  # fmt: skip
 def test_cli_bad_input(argv, fragment, absent, bad, tiny_onnx, synth_root, corrupt_ckpt, tmp_path):
     from edgevid.core.manifest import split_dataset
 
@@ -241,6 +246,7 @@ def test_export_killed_mid_write_keeps_the_previous_artefact(tiny_checkpoint, tm
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow  # a soak: ~20 s
 def test_soak_looped_stream_memory_and_threads_stay_bounded(tiny_onnx):
     """~20 s of a live MJPEG stream on 127.0.0.1 through the full loop: RSS does not grow
     beyond a small bound once warm, and no capture thread outlives the run. Nothing here
@@ -276,6 +282,7 @@ def test_soak_looped_stream_memory_and_threads_stay_bounded(tiny_onnx):
     assert not (set(threading.enumerate()) - threads_before), threading.enumerate()
 
 
+@pytest.mark.slow  # subprocesses that import torch: ~17 s
 def test_interrupt_exit_code_for_long_commands(synth_root, tmp_path):
     """Ctrl-C (SIGINT) during training is 'interrupted', exit 130, no traceback."""
     proc = subprocess.Popen(

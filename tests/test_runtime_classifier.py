@@ -204,15 +204,11 @@ def test_tensorrt_without_tensorrt_is_a_clear_error(tmp_path, tiny_onnx):
         load_backend(tmp_path / "m.engine")
 
 
-def test_raw_input_export_matches_the_float_graph(tiny_checkpoint, tiny_onnx, tmp_path, media_dir):
+@pytest.mark.slow  # the raw-input export: ~15 s
+def test_raw_input_export_matches_the_float_graph(tiny_raw_onnx, tiny_onnx, media_dir):
     """A graph from `edgevid export --raw-input` (uint8 frames in, normalisation inside)
     gives the same probabilities as the float graph fed host-normalised clips."""
-    from edgevid.export.torch_to_onnx import torch_to_onnx
-    from edgevid.train.checkpoint import load_checkpoint
-
-    model, meta = load_checkpoint(tiny_checkpoint)
-    raw = torch_to_onnx(model, meta, tmp_path / "raw.onnx", raw_input=True)
-    raw_clf, float_clf = Classifier(raw), Classifier(tiny_onnx)
+    raw_clf, float_clf = Classifier(tiny_raw_onnx), Classifier(tiny_onnx)
     assert raw_clf.meta.input_format == "uint8" and raw_clf.backend.input_name == "frames"
     frames, _ = read_video(media_dir / "bikes.mp4")
     clips = np.stack([frames[:40], frames[200:240]])  # (2, N, H, W, 3)

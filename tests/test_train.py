@@ -228,6 +228,7 @@ def test_best_checkpoint_loads_without_edgevid(short_run):
         assert torch.equal(hf(pixel_values=x).logits, ours(pixel_values=x).logits)
 
 
+@pytest.mark.slow  # two training runs: ~20 s
 def test_cached_features_train_exactly_like_recomputed(synth_root, tmp_path):
     """Frozen backbone + no augmentation: caching changes the speed, not one number."""
     manifest = split_dataset(synth_root)

@@ -6,6 +6,7 @@ import click
 
 from edgevid.core.precision import CALIB_METHODS, EXPORTED
 from edgevid.errors import require
+from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
 
 INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")]
 
@@ -51,8 +52,8 @@ INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")
 )
 @click.option(
     "--opset",
-    type=click.Choice(["16", "17", "18"]),
-    default="17",
+    type=click.Choice([str(o) for o in SUPPORTED_OPSETS]),
+    default=str(DEFAULT_OPSET),
     show_default=True,
     help="16 for TensorRT 8.5.",
 )
@@ -112,19 +113,13 @@ def export(fp16: bool, int8: str | None, **opts) -> None:
     Runtime and compared with PyTorch (max/mean logit error, cosine, top-1 agreement,
     accuracy with --data); the export fails, leaving no files, beyond tolerance.
     """
-    from edgevid.export.pipeline import (
-        ExportConfig,
-        default_calib_data,
-        needs_calibration,
-        parse_batch,
-    )
+    from edgevid.export.pipeline import ExportConfig, check_config, parse_batch
 
     opts["batch"] = parse_batch(opts["batch"])
     opts["opset"] = int(opts["opset"])
     opts["precisions"] += ("fp16",) * fp16 + ((f"int8-{int8}",) if int8 else ())
     cfg = ExportConfig(**opts)
-    if needs_calibration(cfg) and not cfg.calib_data:  # before the slow imports and loading
-        cfg.calib_data = default_calib_data(cfg)
+    check_config(cfg)  # a bad combination fails before the slow imports and loading
     require("torch", "train", "edgevid export")
     from edgevid.export.pipeline import export_model
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from edgevid.core.precision import OPENVINO_CHOICES
+from edgevid.runtime.backends import DEVICES
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")  # edgevid.runtime.backends.DEVICES
 DEVICE_HELP = (
     "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
     "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."

@@ -11,4 +11,12 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
 
 import cv2  # noqa: E402
 
-__all__ = ["cv2"]
+
+def build_info(key: str) -> str:
+    """The line of OpenCV's build information that starts with ``key:`` ("" if none)."""
+    return next(
+        (s for s in cv2.getBuildInformation().splitlines() if s.strip().startswith(key + ":")), ""
+    )
+
+
+__all__ = ["build_info", "cv2"]

@@ -11,7 +11,6 @@ written to a JSON manifest that every later stage reads, so all stages see the s
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter, defaultdict
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json
-from edgevid.core.schema import at_least, between, non_empty, unique, validate
+from edgevid.core.schema import at_least, between, non_empty, read_json, unique
 from edgevid.core.video import is_video_file, probe_video
 from edgevid.errors import DataError, VideoError
 
@@ -98,18 +97,7 @@ class Manifest:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: manifest not found")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: manifest is not valid JSON ({e.msg})") from e
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not a manifest (binary file)") from None
-        try:
-            validate(cls, d, f"{path}: invalid manifest")
-        except ValueError as e:
-            raise DataError(str(e)) from None
+        d = read_json(cls, path, "manifest", DataError)
         last = len(d["classes"]) - 1
         bad = [
             f"splits.{k}[{i}].label: {smp['label']} is not a class index (0..{last})"

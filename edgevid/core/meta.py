@@ -16,7 +16,7 @@ from typing import Any
 from edgevid import __version__
 from edgevid._atomic import write_json
 from edgevid.core.precision import PRECISIONS
-from edgevid.core.schema import above, at_least, between, each, non_empty, one_of, unique, validate
+from edgevid.core.schema import above, at_least, between, each, non_empty, one_of, read_json, unique
 from edgevid.errors import MetadataError
 
 META_FILENAME = "edgevid.json"  # beside a checkpoint
@@ -132,15 +132,7 @@ class ModelMeta:
     def from_json(cls, text: str, source: str = "metadata") -> ModelMeta:
         """Metadata from a file or a graph: validated strictly (every field, its type and
         range), every problem named on one line."""
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise MetadataError(f"{source}: not valid JSON ({e.msg})") from e
-        try:
-            validate(cls, d, f"{source}: invalid model metadata")
-        except ValueError as e:
-            raise MetadataError(str(e)) from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_json(cls, source, "model metadata", MetadataError, text))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (a file, or a folder that gets ``edgevid.json``), atomically."""
@@ -154,13 +146,7 @@ class ModelMeta:
         path = Path(path)
         if path.is_dir():
             path = path / META_FILENAME
-        if not path.is_file():
-            raise MetadataError(f"{path}: model metadata not found")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise MetadataError(f"{path}: not model metadata (binary file)") from None
-        return cls.from_json(text, source=str(path))
+        return cls.from_dict(read_json(cls, path, "model metadata", MetadataError))
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

@@ -18,10 +18,13 @@ compiled dependency and no import cost.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Union
 
 Rule = Callable[[Any], str | None]  # returns the problem with a value, or None when it is fine
@@ -190,3 +193,31 @@ def validate(cls: type, data: Any, what: str, **kw: Any) -> None:
     if problems:
         shown = problems[:8] + ([f"and {len(problems) - 8} more"] if len(problems) > 8 else [])
         raise ValueError(f"{what}: {'; '.join(shown)}")
+
+
+def read_json(
+    cls: type,
+    source: str | os.PathLike,
+    what: str,
+    error: type[Exception],
+    text: str | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """The JSON object ``text`` (default: the file ``source``) checked against ``cls``; a
+    missing, binary, malformed or invalid document raises ``error`` with one line."""
+    if text is None:
+        if not Path(source).is_file():
+            raise error(f"{source}: {what} not found")
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise error(f"{source}: {what} is a binary file, not JSON") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{source}: {what} is not valid JSON ({e.msg})") from None
+    try:
+        validate(cls, data, f"{source}: invalid {what}", **kw)
+    except ValueError as e:
+        raise error(str(e)) from None
+    return data

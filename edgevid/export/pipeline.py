@@ -93,7 +93,7 @@ def check_config(cfg: ExportConfig) -> None:
             raise ExportError(f"edgevid export cannot write {name} graphs; it writes fp32 and "
                               f"{', '.join(EXPORTED)}")  # fmt: skip
     cfg.precisions = tuple(p for p in PRECISIONS if p in cfg.precisions)  # table order, once
-    if needs_calibration(cfg) and not cfg.calib_data:
+    if not cfg.calib_data and any(PRECISIONS[p].calibrated for p in cfg.precisions):
         cfg.calib_data = default_calib_data(cfg)
     get_calib_method(cfg.calib_method, ExportError)
     if cfg.calib_clips < 1 or cfg.verify_clips < 1:
@@ -104,10 +104,6 @@ def check_config(cfg: ExportConfig) -> None:
         if cfg.dla_core is not None:
             check_dla_batch(cfg.batch)  # a DLA engine takes one batch size
         load_tensorrt()  # a missing TensorRT is reported now, not after the export
-
-
-def needs_calibration(cfg: ExportConfig) -> bool:
-    return any(get_precision(p, ExportError).calibrated for p in cfg.precisions)
 
 
 def default_calib_data(cfg: ExportConfig) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgevid._atomic import atomic_path
-from edgevid.core._cv import cv2
+from edgevid.core._cv import build_info, cv2
 from edgevid.core.video import check_written
 from edgevid.errors import EdgevidError, VideoError
 
@@ -220,7 +220,7 @@ class RollingVideoSink:
 
 def check_display() -> None:
     """Raise a clear error unless OpenCV can open a window on this machine."""
-    if "NONE" in _gui_line():
+    if "NONE" in build_info("GUI"):
         raise EdgevidError(
             "--show needs OpenCV with a GUI backend; opencv-python-headless has none "
             "(use --output FILE, or install opencv-python on a desktop)"
@@ -229,13 +229,6 @@ def check_display() -> None:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
         raise EdgevidError("--show needs a display (DISPLAY is not set); use --output FILE")
-
-
-def _gui_line() -> str:
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GUI:"):
-            return line
-    return ""
 
 
 class Window:

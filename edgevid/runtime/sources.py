@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edgevid.core._cv import cv2
+from edgevid.core._cv import build_info, cv2
 from edgevid.core.video import DecodeCount, grab_next, open_counted
 from edgevid.errors import EdgevidError, SourceError
 
@@ -151,10 +151,7 @@ def open_reader(uri: str | int | os.PathLike, options: SourceOptions | None = No
 
 
 def has_gstreamer() -> bool:
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line
-    return False
+    return "YES" in build_info("GStreamer")
 
 
 def _opened(cap: cv2.VideoCapture, uri: str, why: str) -> OpenCVReader:

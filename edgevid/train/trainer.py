@@ -38,7 +38,7 @@ from edgevid._atomic import write_json
 from edgevid.core.clips import clip_batches
 from edgevid.core.manifest import Manifest
 from edgevid.core.meta import ModelMeta, Sampling
-from edgevid.core.schema import validate
+from edgevid.core.schema import read_json
 from edgevid.errors import DataError, ModelError
 from edgevid.train.build import build_model
 from edgevid.train.checkpoint import (
@@ -267,17 +267,11 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, progress: bool = True) -> Trainer:
         """Continue the run in ``run_dir`` from its ``last/`` checkpoint and state."""
-        import json
-
         run_dir = Path(run_dir)
         cfg_path = run_dir / "config.json"
         if not cfg_path.is_file():
             raise DataError(f"{run_dir}: not a training run (no config.json) to resume")
-        try:
-            raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-            validate(TrainConfig, raw, f"{cfg_path}: invalid run config", required=("variant",))
-        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-            raise DataError(str(e) if run_dir.name in str(e) else f"{cfg_path}: {e}") from None
+        raw = read_json(TrainConfig, cfg_path, "run config", DataError, required=("variant",))
         cfg = TrainConfig.from_dict(raw)
         manifest = Manifest.load(run_dir / "manifest.json")
         state = load_training_state(run_dir / "last")

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from edgevid.core.artifact import check_io, read_meta
+from edgevid.core.artifact import check_io, read_meta, sidecar_path
 from edgevid.errors import ModelError
 from edgevid.runtime.backends.base import Backend
 
@@ -129,7 +129,7 @@ def _trim_heap() -> None:
 
 def _peek_precision(path: Path) -> str | None:
     """Precision from the sidecar if there is one (decides TensorRT EP FP16 before loading)."""
-    side = path.with_suffix(".json")
+    side = sidecar_path(path)
     if not side.is_file():
         return None
     try:
