@@ -145,6 +145,26 @@ def test_auto_takes_the_faster_backend_measured_once_and_cached(tiny_onnx, tmp_p
         load_backend(model)
 
 
+def test_auto_gives_a_graph_with_contrib_fusions_to_onnxruntime_untimed(
+    tiny_onnx, tmp_path, monkeypatch
+):
+    from edgevid.calib.quantize import onnx_to_int8_dynamic
+    from edgevid.runtime.backends.choice import has_contrib_fusions
+
+    monkeypatch.setenv("EDGEVID_CPU_BACKEND", "auto")
+    fused = onnx_to_int8_dynamic(tiny_onnx, tmp_path / "fused.onnx")
+    plain = onnx_to_int8_dynamic(tiny_onnx, tmp_path / "plain.onnx", fusions=())
+    assert has_contrib_fusions(fused) and not has_contrib_fusions(plain)
+    assert not has_contrib_fusions(tiny_onnx)  # FP32: no calibration record at all
+    backend = load_backend(fused)
+    assert backend.name == NAMES["onnxruntime"]
+    assert backend.selection == "backend: onnxruntime (ONNX Runtime contrib ops)"
+    assert not cache_path(fused).exists()  # nothing was timed, nothing cached
+    # without the sidecar the metadata is unknown to the rule: measured like any graph
+    fused.with_suffix(".json").unlink()
+    assert not has_contrib_fusions(fused)
+
+
 def test_precision_hint_picks_openvino_and_is_refused_elsewhere(tiny_onnx):
     assert load_backend(tiny_onnx, precision="fp32").name == "openvino[CPU,fp32]"
     with pytest.raises(ModelError, match="--device openvino"):
