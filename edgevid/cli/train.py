@@ -36,12 +36,6 @@ def _need_torch(what: str) -> None:
     require("transformers", "train", what)
 
 
-def _manifest(data: Path):
-    from edgevid.core.manifest import load_or_split
-
-    return load_or_split(data)
-
-
 @click.command("train")
 @click.option(
     "--variant",
@@ -164,6 +158,7 @@ def train(
       accelerate launch --num_processes 4 -m edgevid train --variant timesformer ...
     """
     _need_torch("training")
+    from edgevid.core.manifest import load_or_split
     from edgevid.train.build import resolve_weights
     from edgevid.train.config import AugmentConfig, recipe
     from edgevid.train.trainer import Trainer
@@ -176,7 +171,7 @@ def train(
             raise DataError(
                 "edgevid train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)"
             )
-        manifest = _manifest(data)
+        manifest = load_or_split(data)
         pretrained = resolve_weights(variant, weights) is not None
         cfg = recipe(
             variant,
@@ -289,7 +284,7 @@ def prune(
       edgevid prune --checkpoint runs/tsf/best --sweep --out runs/sweep
     """
     _need_torch("pruning")
-    from edgevid.core.manifest import run_manifest
+    from edgevid.core.manifest import load_or_split, run_manifest
     from edgevid.train.checkpoint import load_checkpoint
     from edgevid.train.prune import prune as run
     from edgevid.train.prune import prune_sweep, recovery_config, variant_depth
@@ -300,7 +295,7 @@ def prune(
     data = data or run_manifest(checkpoint)
     if data is None:
         raise DataError(f"{checkpoint}: no run manifest beside it; pass --data ROOT")
-    manifest = _manifest(data)
+    manifest = load_or_split(data)
     recover = recovery_config(meta.variant, recover_epochs, augment=not no_augment, lr=lr,
                               batch_size=batch_size, kd_alpha=kd_alpha,
                               kd_temperature=kd_temperature)  # fmt: skip

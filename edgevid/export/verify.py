@@ -47,14 +47,11 @@ class Verification:
 
 def torch_logits(model, clips: ClipSet, meta: ModelMeta, batch_size: int = 8) -> np.ndarray:
     """PyTorch logits (N, C) for prepared clips, fed exactly as the float graph is."""
-    import torch
+    from edgevid.train.evaluate import torch_predictor
 
+    predict = torch_predictor(model)
     x = graph_input(clips.frames, meta.replace(input_format="float"))  # (N, T, 3, S, S)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            out.append(model.eval()(pixel_values=torch.from_numpy(x[i : i + batch_size])).logits)
-    return torch.cat(out).float().numpy()
+    return np.concatenate([predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def model_logits(
