@@ -9,6 +9,7 @@ exit 1.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import sys
 import threading
@@ -133,15 +134,9 @@ def _quiet_libraries() -> None:
 _COMMAND_MODULES = ("data", "models", "train", "export", "run", "bench", "demo")
 
 
-def _register() -> None:
-    import importlib
-
-    for name in _COMMAND_MODULES:
-        for command in importlib.import_module(f"edgevid.cli.{name}").COMMANDS:
-            main.add_command(command)
-
-
-_register()
+for _name in _COMMAND_MODULES:
+    for _command in importlib.import_module(f"edgevid.cli.{_name}").COMMANDS:
+        main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

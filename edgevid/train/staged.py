@@ -40,13 +40,6 @@ def _tsf_head(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return m.classifier(x[:, 0])  # [CLS] token
 
 
-def _scratch_embed(m: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    b, t = pixel_values.shape[:2]  # (B, T, 3, H, W)
-    x = m.frames(pixel_values.flatten(0, 1)).view(b, t, -1)  # (B, T, D)
-    x = torch.cat([m.cls_token.expand(b, -1, -1), x], dim=1)  # (B, T+1, D)
-    return x + m.time_embed[:, : t + 1]
-
-
 TIMESFORMER = Adapter(
     embed=lambda m, x: m.timesformer.embeddings(x),
     layers=lambda m: m.timesformer.encoder.layer,
@@ -55,10 +48,10 @@ TIMESFORMER = Adapter(
     embed_modules=lambda m: [m.timesformer.embeddings],
 )
 SCRATCH = Adapter(
-    embed=_scratch_embed,
+    embed=lambda m, x: m.embed(x),
     layers=lambda m: m.layers,
     run_layer=lambda layer, x: layer(x),
-    head=lambda m, x: m.classifier(m.norm(x[:, 0])),
+    head=lambda m, x: m.head(x),
     embed_modules=lambda m: [m.frames, m.cls_token, m.time_embed],
 )
 

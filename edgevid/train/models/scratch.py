@@ -133,16 +133,23 @@ class ScratchForVideoClassification(PreTrainedModel):
             nn.init.trunc_normal_(module.time_embed, std=0.02)
             nn.init.trunc_normal_(module.cls_token, std=0.02)
 
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) frames -> (B, T+1, D) tokens: [CLS], then one per frame."""
+        b, t = pixel_values.shape[:2]
+        x = self.frames(pixel_values.flatten(0, 1)).view(b, t, -1)  # (B, T, D)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)  # (B, T+1, D)
+        return x + self.time_embed[:, : t + 1]
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:  # (B, T+1, D) -> (B, num_classes)
+        return self.classifier(self.norm(x[:, 0]))
+
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **_: Any
     ) -> ImageClassifierOutput:
-        b, t = pixel_values.shape[:2]  # (B, T, 3, H, W)
-        x = self.frames(pixel_values.flatten(0, 1)).view(b, t, -1)  # (B, T, D)
-        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)  # (B, T+1, D)
-        x = x + self.time_embed[:, : t + 1]
+        x = self.embed(pixel_values)
         for layer in self.layers:
             x = layer(x)
-        logits = self.classifier(self.norm(x[:, 0]))  # (B, num_classes)
+        logits = self.head(x)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 
