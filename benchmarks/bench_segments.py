@@ -98,6 +98,18 @@ def window_accuracy_split(results: list, truth: list, fps: float) -> tuple[float
     return float(np.mean(inside)), float(np.mean(across))
 
 
+def pool_scores(rows: list[dict]) -> dict:
+    """Segment scores over all videos: counts summed, boundary error over every matched pair."""
+    n = {k: sum(r[k] for r in rows) for k in ("predicted", "truth", "matched")}
+    prec = n["matched"] / n["predicted"] if n["predicted"] else 0.0
+    rec = n["matched"] / n["truth"] if n["truth"] else 0.0
+    errs = [(row["boundary_error_s"], row["matched"]) for row in rows if row["matched"]]
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return {**n, "precision": prec, "recall": rec, "f1": f1,
+            "boundary_error_s": (sum(e * m for e, m in errs) / sum(m for _, m in errs)
+                                 if errs else None)}  # fmt: skip
+
+
 def oracle_segments(results: list, truth: list, labels: list[str], window_s: float) -> list:
     """The segmenter's ceiling: the same windows, each given the "perfect" probabilities
     (the share of its span each true action covers), through the same Segmenter."""
@@ -144,7 +156,7 @@ def main() -> None:
         args.clips_per_class,
     )
     motions = tuple(args.motions or edgevid_labels(run))
-    rows, pooled_pred, pooled_truth = [], [], []
+    rows = []
     for seed in range(args.videos):
         video = work / f"untrimmed-{seed}.mp4"
         truth_raw = make_untrimmed_video(
@@ -166,11 +178,7 @@ def main() -> None:
                      "elapsed_s": round(elapsed, 2), **scores,
                      "oracle_f1": oracle["f1"],
                      "oracle_boundary_error_s": oracle["boundary_error_s"]})  # fmt: skip
-        offset = 10_000.0 * seed  # pooled: each video on its own stretch of time
-        for seg_list, pool in ((result.segments, pooled_pred), (truth, pooled_truth)):
-            pool += [Segment(s.label, s.start + offset, s.end + offset, s.score, s.state)
-                     for s in seg_list]  # fmt: skip
-    pooled = segment_scores(pooled_pred, pooled_truth)
+    pooled = pool_scores(rows)
     pooled["oracle_f1"] = float(np.mean([r["oracle_f1"] for r in rows]))
     errs = [r["oracle_boundary_error_s"] for r in rows if r["oracle_boundary_error_s"] is not None]
     pooled["oracle_boundary_error_s"] = float(np.mean(errs)) if errs else None
