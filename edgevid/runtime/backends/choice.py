@@ -14,7 +14,7 @@ for an OpenVINO IR ``.xml`` the same rule among OpenVINO's precisions):
    the fastest of at least ``RUNS`` runs of one clip (more for small graphs, up to
    ``MIN_TIMING_S``: the fastest run is what load on a shared machine disturbs least).
    The faster wins.
-3. The result is cached beside the model in ``<model>.backend.json``, keyed by the file's
+4. The result is cached beside the model in ``<model>.backend.json``, keyed by the file's
    size and mtime, the CPU, the thread count and both library versions; any change measures
    again. A folder that cannot be written to just means measuring at every start.
 
