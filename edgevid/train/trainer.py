@@ -206,8 +206,7 @@ class Trainer:
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if labels != manifest.classes:
             raise ModelError(f"model labels {labels} differ from the dataset's {manifest.classes}")
-        num_frames = model.config.num_frames
-        sampling = sampling_from_manifest(manifest, num_frames)
+        sampling = sampling_from_manifest(manifest, model.config.num_frames)
         self.meta: ModelMeta = meta_for(model, sampling=sampling)
         device = self.acc.device
         if device.type == "cuda":
@@ -283,11 +282,8 @@ class Trainer:
         if not (self.use_cache and ds.deterministic and len(ds)):
             return None
         start = time.perf_counter()
-        loader = DataLoader(
-            ds, batch_size=self.cfg.batch_size, collate_fn=collate, num_workers=self.cfg.num_workers
-        )
         feats, labels, teacher = [], [], []
-        bar = self._bar(loader, desc=f"caching frozen features ({name})", leave=False)
+        bar = self._bar(self._loader(ds), desc=f"caching frozen features ({name})", leave=False)
         for batch in bar:
             self._note_clips(batch)
             if not len(batch.labels):
@@ -303,6 +299,12 @@ class Trainer:
             raise DataError(f"{self.manifest.root}: no clip of the {name} split could be decoded")
         return CachedFeatures(
             torch.cat(feats), torch.cat(labels), torch.cat(teacher) if teacher else None
+        )
+
+    def _loader(self, ds: ClipDataset) -> DataLoader:
+        """``ds`` in order, batched like training (caching and validation)."""
+        return DataLoader(
+            ds, batch_size=self.cfg.batch_size, collate_fn=collate, num_workers=self.cfg.num_workers
         )
 
     def _bar(self, iterable=None, **kw):
@@ -429,35 +431,25 @@ class Trainer:
     @torch.no_grad()
     def _validate(self) -> tuple[float, float] | None:
         staged = self.acc.unwrap_model(self.model).eval()
-        labels = self.manifest.classes
         if self.val_data is not None:
             with self.acc.autocast():  # cached features may be bf16/fp16 on a GPU
-                logits = [
+                out = [
                     staged.tail(f.to(self.acc.device)).float().cpu()
                     for f in self.val_data.features.split(64)
                 ]
-            report = report_from_logits(
-                torch.cat(logits).numpy(), self.val_data.labels.numpy(), labels
-            )
-        elif len(self.val_set):
-            loader = DataLoader(
-                self.val_set,
-                batch_size=self.cfg.batch_size,
-                collate_fn=collate,
-                num_workers=self.cfg.num_workers,
-            )
+            ys = [self.val_data.labels]
+        else:  # an empty split yields no batch
             out, ys = [], []
-            for batch in loader:
+            for batch in self._loader(self.val_set):
                 self._note_clips(batch)
                 if len(batch.labels):
                     with self.acc.autocast():
                         out.append(staged(pixel_values=batch.inputs.to(self.acc.device)).float())
                     ys.append(batch.labels)
-            if not out:
-                return None
-            report = report_from_logits(torch.cat(out).cpu().numpy(), torch.cat(ys).numpy(), labels)
-        else:
+        if not out:
             return None
+        y = torch.cat(ys).numpy()
+        report = report_from_logits(torch.cat(out).cpu().numpy(), y, self.manifest.classes)
         return report.loss, report.top1
 
     def fit(self) -> TrainResult:
