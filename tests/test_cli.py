@@ -87,3 +87,21 @@ def test_bad_input_gives_one_line(tmp_path, args, fragment):
 def test_usage_errors_exit_2_without_traceback():
     r = run("data", "synth")
     assert r.returncode == 2 and "Missing argument" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_torch_threads_wait_passively_unless_the_user_says(preset):
+    """The policy must be in the environment before torch is first imported (spinning
+    OpenMP threads take the cores from the jobs beside them); a user's setting wins."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = (
+        "import os, sys; import edgevid.cli; assert 'torch' not in sys.modules; "
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (preset or "PASSIVE")
