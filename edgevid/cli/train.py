@@ -97,6 +97,7 @@ def _need_torch(what: str) -> None:
 @click.option("--no-cache", is_flag=True, help="Never cache the frozen backbone's outputs.")
 @click.option(
     "--workers",
+    "num_workers",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
@@ -121,28 +122,7 @@ def _need_torch(what: str) -> None:
 @click.option("--out", type=PATH, help="Run folder to create (RUN_DIR).")
 @click.option("--resume", type=PATH, help="Continue the run in this RUN_DIR where it stopped.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(
-    variant,
-    data,
-    weights,
-    zero_shot,
-    epochs,
-    lr,
-    batch_size,
-    unfreeze,
-    no_augment,
-    hflip,
-    label_smoothing,
-    shuffle_frames,
-    no_cache,
-    workers,
-    save_every,
-    seed,
-    threads,
-    out,
-    resume,
-    quiet,
-) -> None:
+def train(data, out, resume, quiet, no_augment, hflip, no_cache, **config) -> None:
     """Fine-tune a variant on a folder-per-class dataset (or train the scratch baseline).
 
     \b
@@ -172,25 +152,10 @@ def train(
                 "edgevid train needs --data ROOT and --out RUN_DIR (or --resume RUN_DIR)"
             )
         manifest = load_or_split(data)
-        pretrained = resolve_weights(variant, weights) is not None
-        cfg = recipe(
-            variant,
-            pretrained,
-            weights=weights,
-            zero_shot=zero_shot,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            unfreeze=unfreeze,
-            augment=AugmentConfig(enabled=not no_augment, hflip=hflip),
-            label_smoothing=label_smoothing,
-            shuffle_frames=shuffle_frames,
-            cache_features=not no_cache,
-            num_workers=workers,
-            save_every=save_every,
-            seed=seed,
-            threads=threads,
-        )
+        # the other options are TrainConfig fields by name (--workers: num_workers)
+        pretrained = resolve_weights(config["variant"], config["weights"]) is not None
+        augment = AugmentConfig(enabled=not no_augment, hflip=hflip)
+        cfg = recipe(pretrained=pretrained, augment=augment, cache_features=not no_cache, **config)
         result = run(cfg, manifest, out, progress=not quiet)
     if not result.is_main:  # one report per data-parallel run, from process 0
         return
