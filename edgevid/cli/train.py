@@ -221,22 +221,8 @@ def train(data, out, resume, quiet, no_augment, hflip, no_cache, **config) -> No
 @click.option("--sweep", is_flag=True, help="Every depth: table (md, json) and trade-off plot.")
 @click.option("--out", type=PATH, required=True, help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def prune(
-    checkpoint,
-    variant,
-    keep,
-    strategy,
-    data,
-    recover_epochs,
-    lr,
-    batch_size,
-    kd_alpha,
-    kd_temperature,
-    no_augment,
-    sweep,
-    out,
-    quiet,
-) -> None:
+def prune(checkpoint, variant, keep, strategy, data, recover_epochs, no_augment, sweep, out, quiet,
+          **train) -> None:  # fmt: skip
     """Drop encoder layers of a trained TimeSformer, then recover with distillation.
 
     \b
@@ -261,9 +247,8 @@ def prune(
     if data is None:
         raise DataError(f"{checkpoint}: no run manifest beside it; pass --data ROOT")
     manifest = load_or_split(data)
-    recover = recovery_config(meta.variant, recover_epochs, augment=not no_augment, lr=lr,
-                              batch_size=batch_size, kd_alpha=kd_alpha,
-                              kd_temperature=kd_temperature)  # fmt: skip
+    # train: lr, batch_size, kd_alpha, kd_temperature (TrainConfig fields by name)
+    recover = recovery_config(meta.variant, recover_epochs, augment=not no_augment, **train)
     if sweep:
         rows = prune_sweep(
             model, meta, manifest, out, strategy=strategy, recover=recover, progress=not quiet
