@@ -51,13 +51,9 @@ def data() -> None:
 @click.option("--size", default="80x64", show_default=True, help="Frame size WxH.")
 @click.option("--fps", type=click.FloatRange(min=1, max=240), default=15.0, show_default=True,
               help="Frame rate of the files.")  # fmt: skip
-@click.option(
-    "--clips-per-group",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Clips sharing one scene, like a UCF101 group.",
-)
+@click.option("--clips-per-group", default=1, show_default=True,
+              type=click.IntRange(min=1),
+              help="Clips sharing one scene, like a UCF101 group.")  # fmt: skip
 @click.option("--cut-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of clips cut out of a longer action (back-to-back clips of one "
               "motion, as in --untrimmed), so they hold a cut: train with 0.5 for a model "
@@ -112,12 +108,8 @@ def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, f
 
 @data.command("split")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Manifest path [default: ROOT/manifest.json].",
-)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Manifest path [default: ROOT/manifest.json].")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Random seed of the split.")  # fmt: skip
 @click.option("--ratios", type=RATIOS, default="0.8,0.1,0.1", show_default=True,

@@ -17,22 +17,14 @@ from edgevid.errors import require
     show_default=True,
     help="Folder for the dataset, runs, exports, videos and tables (new or empty).",
 )
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Your dataset ROOT/<Class>/*.mp4 instead of the synthetic one.",
-)
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Your dataset ROOT/<Class>/*.mp4 instead of the synthetic one.")  # fmt: skip
 @click.option("--weights", help="Kinetics-400 TimeSformer (local folder or hub id): full size.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), help="Training epochs [default: 30 tiny, 50 full size]."
 )
-@click.option(
-    "--clips-per-class",
-    type=click.IntRange(min=2),
-    default=80,
-    show_default=True,
-    help="Size of the synthetic dataset.",
-)
+@click.option("--clips-per-class", type=click.IntRange(min=2), default=80,
+              show_default=True, help="Size of the synthetic dataset.")  # fmt: skip
 @click.option(
     "--media",
     type=click.Path(file_okay=False, path_type=Path),

@@ -34,29 +34,16 @@ INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")
     "default: the checkpoint run's split) or dynamic (CPU). Same as --precision int8-MODE.",
 )
 @click.option("--calib-data", type=click.Path(), help="Dataset folder or manifest to calibrate on.")
-@click.option(
-    "--calib-method",
-    type=click.Choice(list(CALIB_METHODS)),
-    default="minmax",
-    show_default=True,
-    help="How INT8 activation ranges are chosen: "
-    + "; ".join(f"{m.name}: {m.help}" for m in CALIB_METHODS.values())
-    + ".",
-)
-@click.option(
-    "--calib-clips",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Clips, class-balanced.",
-)
-@click.option(
-    "--opset",
-    type=click.Choice([str(o) for o in SUPPORTED_OPSETS]),
-    default=str(DEFAULT_OPSET),
-    show_default=True,
-    help="16 for TensorRT 8.5.",
-)
+@click.option("--calib-method", type=click.Choice(list(CALIB_METHODS)),
+              default="minmax", show_default=True,
+              help="How INT8 activation ranges are chosen: "
+              + "; ".join(f"{m.name}: {m.help}" for m in CALIB_METHODS.values())
+              + ".")  # fmt: skip
+@click.option("--calib-clips", type=click.IntRange(min=1), default=32,
+              show_default=True, help="Clips, class-balanced.")  # fmt: skip
+@click.option("--opset", type=click.Choice([str(o) for o in SUPPORTED_OPSETS]),
+              default=str(DEFAULT_OPSET), show_default=True,
+              help="16 for TensorRT 8.5.")  # fmt: skip
 @click.option("--raw-input", is_flag=True, help="Graph takes uint8 (B,T,H,W,3) RGB frames.")
 @click.option(
     "--exporter",
@@ -68,13 +55,8 @@ INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare with PyTorch.")
 @click.option("--data", type=click.Path(), help="Labelled dataset: verify on its test split.")
 @click.option("--clips", type=click.Path(), help="Folder of videos to verify on.")
-@click.option(
-    "--verify-clips",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Clips to verify on.",
-)
+@click.option("--verify-clips", type=click.IntRange(min=1), default=16,
+              show_default=True, help="Clips to verify on.")  # fmt: skip
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine per graph (needs a GPU).")
 @click.option(
     "--batch",
@@ -82,13 +64,8 @@ INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")
     show_default=True,
     help="MIN:OPT:MAX batch of the engines; MAX is also Triton's max_batch_size.",
 )
-@click.option(
-    "--workspace-mb",
-    type=click.IntRange(min=1),
-    default=2048,
-    show_default=True,
-    help="TensorRT workspace.",
-)
+@click.option("--workspace-mb", type=click.IntRange(min=1), default=2048,
+              show_default=True, help="TensorRT workspace.")  # fmt: skip
 @click.option("--dla-core", type=click.IntRange(min=0), help="Jetson DLA core for the engines.")
 @click.option("--triton", type=click.Path(), help="Write a Triton model repository here.")
 @click.option("--openvino", is_flag=True,

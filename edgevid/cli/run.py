@@ -71,13 +71,9 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--segment-threshold", default=0.5, show_default=True,
               type=click.FloatRange(0, 1),
               help="A label must reach this probability to open a segment.")  # fmt: skip
-@click.option(
-    "--segment-release",
-    default=0.35,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="An open segment holds while its label stays at or above this.",
-)
+@click.option("--segment-release", default=0.35, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="An open segment holds while its label stays at or above this.")  # fmt: skip
 @click.option("--segment-min-s", default=None, type=click.FloatRange(min=0),
               help="Seconds a label must hold to open, and be gone to close, a segment "
               "[default: half the model's window].")  # fmt: skip

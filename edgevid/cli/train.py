@@ -37,38 +37,21 @@ def _need_torch(what: str) -> None:
 
 
 @click.command("train")
-@click.option(
-    "--variant",
-    default="timesformer",
-    show_default=True,
-    help="Model variant (edgevid variants --all).",
-)
+@click.option("--variant", default="timesformer", show_default=True,
+              help="Model variant (edgevid variants --all).")  # fmt: skip
 @click.option("--data", type=PATH, help="Dataset folder ROOT/<Class>/*.mp4, or a manifest.json.")
-@click.option(
-    "--weights",
-    help="Hub id or folder of starting weights; 'random' for none "
-    "[default: Kinetics-400 for TimeSformer variants].",
-)
+@click.option("--weights",
+              help="Hub id or folder of starting weights; 'random' for none "
+              "[default: Kinetics-400 for TimeSformer variants].")  # fmt: skip
 @click.option(
     "--zero-shot", is_flag=True, help="Start the new head from the matching Kinetics-400 classes."
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    help="Epochs [default: 50 fine-tuning, 80 from scratch].",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Peak learning rate [default: 1e-4 / 1e-3 from scratch].",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Clips per step (per GPU).",
-)
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Epochs [default: 50 fine-tuning, 80 from scratch].")  # fmt: skip
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate [default: 1e-4 / 1e-3 from scratch].")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=8,
+              show_default=True, help="Clips per step (per GPU).")  # fmt: skip
 @click.option(
     "--unfreeze",
     type=UNFREEZE,
@@ -82,34 +65,15 @@ def _need_torch(what: str) -> None:
     show_default=True,
     help="Horizontal flip probability (keep 0 if direction is part of the label).",
 )
-@click.option(
-    "--label-smoothing",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=0.1,
-    show_default=True,
-    help="Cross-entropy label smoothing.",
-)
-@click.option(
-    "--shuffle-frames",
-    is_flag=True,
-    help="Control experiment: shuffle frame order (train and test).",
-)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
+              default=0.1, show_default=True, help="Cross-entropy label smoothing.")  # fmt: skip
+@click.option("--shuffle-frames", is_flag=True,
+              help="Control experiment: shuffle frame order (train and test).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Never cache the frozen backbone's outputs.")
-@click.option(
-    "--workers",
-    "num_workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Decoding worker processes.",
-)
-@click.option(
-    "--save-every",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Also save last/ every N steps (0: each epoch).",
-)
+@click.option("--workers", "num_workers", type=click.IntRange(min=0), default=0,
+              show_default=True, help="Decoding worker processes.")  # fmt: skip
+@click.option("--save-every", type=click.IntRange(min=0), default=0,
+              show_default=True, help="Also save last/ every N steps (0: each epoch).")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed.")
 @click.option(
     "--threads",
@@ -178,45 +142,22 @@ def train(data, out, resume, quiet, no_augment, hflip, no_cache, **config) -> No
 @click.option(
     "--keep", type=click.IntRange(min=1), help="Encoder layers to keep (instead of --variant)."
 )
-@click.option(
-    "--strategy",
-    type=click.Choice(["importance", "last"]),
-    default="importance",
-    show_default=True,
-    help="Which layers go.",
-)
+@click.option("--strategy", type=click.Choice(["importance", "last"]),
+              default="importance", show_default=True, help="Which layers go.")  # fmt: skip
 @click.option(
     "--data", type=PATH, help="Dataset or manifest [default: the manifest of the checkpoint's run]."
 )
-@click.option(
-    "--recover-epochs",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Recovery fine-tuning epochs with distillation (0: none).",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1e-4,
-    show_default=True,
-    help="Recovery LR.",
-)
+@click.option("--recover-epochs", type=click.IntRange(min=0), default=3,
+              show_default=True,
+              help="Recovery fine-tuning epochs with distillation (0: none).")  # fmt: skip
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+              show_default=True, help="Recovery LR.")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--kd-alpha",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
-    help="Weight of the KL term.",
-)
-@click.option(
-    "--kd-temperature",
-    type=click.FloatRange(min=0, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Softmax temperature of teacher and student.",
-)
+@click.option("--kd-alpha", type=click.FloatRange(0, 1), default=0.5,
+              show_default=True, help="Weight of the KL term.")  # fmt: skip
+@click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True),
+              default=2.0, show_default=True,
+              help="Softmax temperature of teacher and student.")  # fmt: skip
 @click.option("--no-augment", is_flag=True, help="Recovery without augmentation.")
 @click.option("--sweep", is_flag=True, help="Every depth: table (md, json) and trade-off plot.")
 @click.option("--out", type=PATH, required=True, help="Output folder.")
@@ -290,19 +231,10 @@ def prune(checkpoint, variant, keep, strategy, data, recover_epochs, no_augment,
     required=True,
     help="Checkpoint folder (RUN_DIR/best) or a model file the runtime runs (.onnx, .engine).",
 )
-@click.option(
-    "--data",
-    type=PATH,
-    required=True,
-    help="Dataset/manifest (uses --split), or any folder <ClassName>/*.mp4.",
-)
-@click.option(
-    "--split",
-    type=click.Choice(["train", "val", "test"]),
-    default="test",
-    show_default=True,
-    help="Manifest split.",
-)
+@click.option("--data", type=PATH, required=True,
+              help="Dataset/manifest (uses --split), or any folder <ClassName>/*.mp4.")  # fmt: skip
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test",
+              show_default=True, help="Manifest split.")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--device",
