@@ -65,16 +65,9 @@ class Manifest:
         return [s.label for s in self.splits[split]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": MANIFEST_VERSION,
-            "root": self.root,
-            "classes": self.classes,
-            "seed": self.seed,
-            "ratios": list(self.ratios),
-            "grouping": self.grouping,
-            "extra": self.extra,
-            "splits": {k: [asdict(s) for s in v] for k, v in self.splits.items()},
-        }
+        d = asdict(self)  # the samples as dicts too
+        splits = d.pop("splits")  # last in the file: the short fields stay readable on top
+        return {"version": MANIFEST_VERSION, **d, "ratios": list(self.ratios), "splits": splits}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], root: str | None = None) -> Manifest:
@@ -281,23 +274,19 @@ def inspect_dataset(root: str | os.PathLike, manifest: Manifest | None = None) -
     """Per-class counts per split, durations and unreadable files, for ``edgevid data inspect``."""
     m = manifest or split_dataset(root)
     counts = {c: {s: 0 for s in SPLITS} for c in m.classes}
+    seen: dict[str, set[str]] = defaultdict(set)  # group -> the splits it is in
     for s, samples in m.splits.items():
         for smp in samples:
             counts[m.classes[smp.label]][s] += 1
-    groups = {s: len({smp.group for smp in m.splits[s]}) for s in SPLITS}
-    seen: dict[str, set[str]] = defaultdict(set)
-    for s in SPLITS:
-        for smp in m.splits[s]:
             seen[smp.group].add(s)
-    leaked = [g for g, where in seen.items() if len(where) > 1]
     return {
         "root": m.root,
         "classes": m.classes,
         "counts": counts,
         "totals": {s: len(m.splits[s]) for s in SPLITS},
-        "groups": groups,
+        "groups": {s: len({smp.group for smp in m.splits[s]}) for s in SPLITS},
         "grouping": m.grouping,
-        "leaked_groups": sorted(leaked),
+        "leaked_groups": sorted(g for g, where in seen.items() if len(where) > 1),
         "mean_duration_s": m.extra.get("mean_duration_s"),
         "median_fps": m.extra.get("median_fps"),
         "unreadable": m.extra.get("unreadable", []),
