@@ -118,22 +118,17 @@ def _match_attention(g: _Graph, softmax) -> _Match | None:
     gathers = (q_gather, k_gather, v_gather)
     if None in gathers or len({n.input[0] for n in gathers}) != 1:
         return None
-    if [_scalar(g, n.input[1]) for n in gathers] != [0, 1, 2]:
-        return None
-    if any(g.attr(n, "axis", 0) != 0 for n in gathers):
+    indices = [_scalar(g, n.input[1]) for n in gathers]  # q, k, v of the packed axis 0
+    if indices != [0, 1, 2] or any(g.attr(n, "axis", 0) != 0 for n in gathers):
         return None
     packed = gathers[0].input[0]
     if len(g.consumers.get(packed, ())) != 3:
         return None
     perm = g.producer.get(packed)
-    if perm is None or perm.op_type != "Transpose":
-        return None
-    if list(g.attr(perm, "perm", [])) != [2, 0, 3, 1, 4]:
+    if perm is None or perm.op_type != "Transpose" or g.attr(perm, "perm") != [2, 0, 3, 1, 4]:
         return None
     split = g.node(perm.input[0], "Reshape")
-    if split is None:
-        return None
-    shape5 = g.const(split.input[1])
+    shape5 = g.const(split.input[1]) if split is not None else None
     if shape5 is None or shape5.shape != (5,) or shape5[2] != 3 or min(shape5[3:]) <= 0:
         return None
     heads, head_size = int(shape5[3]), int(shape5[4])
@@ -271,12 +266,10 @@ def _drop_unused(graph) -> None:
     """Remove initializers and value_info no node reads or writes any more."""
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     produced = {o for n in graph.node for o in n.output}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    info = [v for v in graph.value_info if v.name in used | produced]
-    del graph.value_info[:]
-    graph.value_info.extend(info)
+    for entries, names in ((graph.initializer, used), (graph.value_info, used | produced)):
+        kept = [e for e in entries if e.name in names]
+        del entries[:]
+        entries.extend(kept)
 
 
 FUSIONS: dict[str, Callable[[Any], int]] = {  # name (a precision row's fusions) -> fusion

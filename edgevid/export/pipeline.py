@@ -348,22 +348,16 @@ def _convert(cfg: ExportConfig, precision: str, fp32: Path, dst: Path, log) -> P
 
 def _verify(cfg: ExportConfig, model, result: ExportResult, log):
     from edgevid.core.onnx_file import read_metadata
-    from edgevid.export.verify import (
-        format_table,
-        require_pass,
-        torch_logits,
-        verify_graph,
-        verify_openvino,
-    )
+    from edgevid.export import verify
 
     meta = read_metadata(result.graphs[0])
     clips = verification_clips(cfg, meta)
-    reference = torch_logits(model, clips, meta)
-    results = [verify_graph(g, reference, clips) for g in result.graphs]
-    results += [verify_openvino(ir, reference, clips) for ir in result.openvino]
-    table = format_table(results)
+    reference = verify.torch_logits(model, clips, meta)
+    results = [verify.verify_graph(g, reference, clips) for g in result.graphs]
+    results += [verify.verify_openvino(ir, reference, clips) for ir in result.openvino]
+    table = verify.format_table(results)
     log(table)
-    require_pass(results)
+    verify.require_pass(results)
     return results, table
 
 
