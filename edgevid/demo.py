@@ -74,14 +74,9 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> DemoResult:
     graphs = stage("export", lambda: _export(cfg, runs, data_root, out / "exports", log))
     res.rows = stage("evaluate", lambda: _evaluate(graphs, runs, manifest, log))
     res.artefacts = stage("runtime", lambda: _runtime(cfg, graphs, manifest, out, log))
-    res.artefacts.update({f"run:{k}": str(v) for k, v in runs.items()})
-    res.artefacts.update(
-        {
-            "dataset": str(data_root),
-            "results": str(out / "results.json"),
-            "table": str(out / "results.md"),
-        }  # fmt: skip
-    )
+    res.artefacts.update({f"run:{k}": str(v) for k, v in runs.items()}, dataset=str(data_root),
+                         results=str(out / "results.json"),
+                         table=str(out / "results.md"))  # fmt: skip
     write_json(out / "results.json", {"rows": res.rows, "seconds": res.seconds,
                                       "artefacts": res.artefacts})  # fmt: skip
     write_text(out / "results.md", results_markdown(res.rows))
