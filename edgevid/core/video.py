@@ -219,6 +219,18 @@ def check_written(path: Path, frames: int, name: str | os.PathLike | None = None
         )
 
 
+def open_writer(tmp: Path, path: Path, fps: float, frame: np.ndarray, what: str) -> cv2.VideoWriter:
+    """An OpenCV writer at ``tmp`` for frames like ``frame`` (``path``'s suffix picks the codec:
+    .avi MJPG, else MPEG-4 Part 2), or a VideoError naming ``path`` and ``what`` failed."""
+    h, w = frame.shape[:2]
+    fourcc = {".avi": "MJPG"}.get(path.suffix.lower(), "mp4v")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+    if not writer.isOpened():
+        writer.release()
+        raise VideoError(f"{path}: OpenCV cannot write this {what}")
+    return writer
+
+
 def write_video(
     path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *, rgb: bool = True
 ) -> Path:
@@ -227,22 +239,14 @@ def write_video(
     The file is re-opened and its frames counted before it replaces ``path``.
     """
     path = Path(path)
-    fourcc = {".avi": "MJPG"}.get(path.suffix.lower(), "mp4v")
     written = 0
     with atomic_path(path, check=lambda tmp: check_written(tmp, written, path)) as tmp:
         writer = None
         try:
             for frame in frames:
                 if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(
-                        str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h)
-                    )
-                    if not writer.isOpened():
-                        raise VideoError(
-                            f"{path}: OpenCV cannot write this file (unsupported container, "
-                            "or the folder is full or read-only)"
-                        )
+                    why = "file (unsupported container, or the folder is full or read-only)"
+                    writer = open_writer(tmp, path, fps, frame, why)
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else frame)
                 written += 1
         finally:

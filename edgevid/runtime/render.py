@@ -22,8 +22,8 @@ import numpy as np
 
 from edgevid._atomic import atomic_path
 from edgevid.core._cv import build_info, cv2
-from edgevid.core.video import check_written
-from edgevid.errors import EdgevidError, VideoError
+from edgevid.core.video import check_written, open_writer
+from edgevid.errors import EdgevidError
 
 if TYPE_CHECKING:
     from edgevid.runtime.segments import Segment
@@ -149,13 +149,7 @@ class VideoSink:
 
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
-            h, w = frame.shape[:2]
-            fourcc = {".avi": "MJPG"}.get(self.path.suffix.lower(), "mp4v")
-            self._writer = cv2.VideoWriter(
-                str(self._tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w, h)
-            )
-            if not self._writer.isOpened():
-                raise VideoError(f"{self.path}: OpenCV cannot write this container")
+            self._writer = open_writer(self._tmp, self.path, self.fps, frame, "container")
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
