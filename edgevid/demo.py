@@ -154,9 +154,12 @@ def _export(cfg: DemoConfig, runs: dict[str, Path], data_root: Path, out: Path, 
 
 
 def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, log: Log):
+    from functools import partial
+
     from edgevid.core.clips import clip_batches, graph_input
     from edgevid.train.checkpoint import load_checkpoint
     from edgevid.train.evaluate import evaluate, load_predictor
+    from edgevid.train.prune import median_ms
 
     paths, targets = manifest.paths("test"), manifest.labels("test")
     rows = []
@@ -172,7 +175,7 @@ def _evaluate(graphs: dict[str, list[Path]], runs: dict[str, Path], manifest, lo
             row.update({"variant": meta.variant, "layers": meta.num_layers})
             row[f"size_mb_{p}"] = round(path.stat().st_size / 2**20, 3)
             row[f"acc_{p}"] = round(report.top1, 4)
-            row[f"ms_{p}"] = round(_latency_ms(predict, x), 2)
+            row[f"ms_{p}"] = round(median_ms(partial(predict, x), warmup=1), 2)
             row[f"file_{p}"] = str(path)
         rows.append(row)
     log(results_markdown(rows))
@@ -215,16 +218,6 @@ def _run_stream(source: Path, model: Path, video_out: Path, json_out: Path) -> d
 
 
 # --- helpers --------------------------------------------------------------------------------
-def _latency_ms(predict, x: np.ndarray, runs: int = 10) -> float:
-    predict(x)  # warm-up
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        predict(x)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
-
-
 def _fmt(v: float | None, spec: str = "{:.3f}") -> str:
     return "-" if v is None else spec.format(v)
 

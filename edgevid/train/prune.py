@@ -229,19 +229,24 @@ def _split_acc(model: nn.Module, meta: ModelMeta, manifest: Manifest, split: str
     return evaluate_model(model, meta, manifest, split).top1
 
 
+def median_ms(fn: Callable[[], Any], runs: int = 10, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        fn()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
 def cpu_latency_ms(model: nn.Module, runs: int = 10) -> float:
     """Median wall time of one clip (batch 1) on the CPU, after two warm-up runs."""
     cfg = model.config
     model = model.to("cpu").eval()
     x = torch.randn(1, cfg.num_frames, 3, cfg.image_size, cfg.image_size)  # (B, T, C, H, W)
-    times = []
     with torch.inference_mode():
-        for i in range(runs + 2):
-            start = time.perf_counter()
-            model(pixel_values=x)
-            if i >= 2:
-                times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+        return median_ms(lambda: model(pixel_values=x), runs)
 
 
 def sweep_row(name: str, model: nn.Module, meta: ModelMeta, manifest: Manifest) -> dict[str, Any]:
