@@ -45,9 +45,8 @@ STATE_FORMAT = 2  # bumped when the layout of the JSON changes
 def meta_for(model: nn.Module, sampling: Sampling | None = None, **extra) -> ModelMeta:
     """The metadata that describes ``model`` (labels, geometry, layers) for every artefact."""
     cfg = model.config
-    labels = [cfg.id2label[i] for i in range(cfg.num_labels)]
     return ModelMeta(
-        labels=labels,
+        labels=[cfg.id2label[i] for i in range(cfg.num_labels)],
         variant=getattr(cfg, "edgevid_variant", "timesformer"),
         num_frames=cfg.num_frames,
         image_size=cfg.image_size,
@@ -186,8 +185,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Mo
         meta = ModelMeta.load(path)
     except MetadataError as e:
         raise ModelError(f"{path}: not an edgevid checkpoint ({e})") from e
-    spec = model_spec(meta.variant)
-    cls = _model_class(spec.family)
+    cls = _model_class(model_spec(meta.variant).family)
     try:
         with _no_hf_progress_bars():
             model = cls.from_pretrained(path)

@@ -169,10 +169,6 @@ def _attach_progress(trt, config, say):
     return monitor
 
 
-def trt_major(trt) -> int:
-    return version_tuple(trt.__version__)[0]
-
-
 def load_tensorrt():
     """Import tensorrt or raise the one line that says what is missing."""
     return require("tensorrt", "trt", "building TensorRT engines (needs an NVIDIA GPU)")
