@@ -464,14 +464,8 @@ class Trainer:
         )
         for epoch in epochs:
             self._train_epoch(epoch)
-            r = self.acc.reduce(
-                torch.tensor(
-                    [self.running["loss"], self.running["correct"], self.running["count"]],
-                    device=self.acc.device,
-                    dtype=torch.float64,
-                ),
-                "sum",
-            )
+            sums = [self.running[k] for k in ("loss", "correct", "count")]  # summed over processes
+            r = self.acc.reduce(torch.tensor(sums, dtype=torch.float64, device=self.acc.device))
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "step": self.global_step,
