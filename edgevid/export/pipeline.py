@@ -289,17 +289,8 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     result = ExportResult()
     stem = meta.variant + ("-u8" if cfg.raw_input else "")
     fp32 = work / f"{stem}.onnx"
-    _timed(
-        log,
-        "FP32 ONNX",
-        torch_to_onnx,
-        model,
-        meta,
-        fp32,
-        opset=cfg.opset,
-        raw_input=cfg.raw_input,
-        exporter=cfg.exporter,
-    )
+    graph_options = dict(opset=cfg.opset, raw_input=cfg.raw_input, exporter=cfg.exporter)
+    _timed(log, "FP32 ONNX", torch_to_onnx, model, meta, fp32, **graph_options)
     result.graphs.append(fp32)
     for name in cfg.precisions:  # table order: FP16 before INT8
         dst = work / f"{stem}{get_precision(name).suffix}.onnx"
@@ -315,20 +306,12 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     if cfg.trt:
         from edgevid.runtime.backends.tensorrt_build import onnx_to_engine
 
+        cache = Path(cfg.out) / "timing.cache"
+        build = dict(batch=cfg.batch, workspace_mb=cfg.workspace_mb, timing_cache=cache, log=log)
         for graph in result.graphs:
             engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
-            built = _timed(
-                log,
-                f"TensorRT {engine.name}",
-                onnx_to_engine,
-                graph,
-                engine,
-                batch=cfg.batch,
-                workspace_mb=cfg.workspace_mb,
-                timing_cache=Path(cfg.out) / "timing.cache",
-                dla_core=cfg.dla_core,
-                log=log,
-            )
+            what = f"TensorRT {engine.name}"
+            built = _timed(log, what, onnx_to_engine, graph, engine, dla_core=cfg.dla_core, **build)
             result.engines.append(built)
     return result
 
