@@ -145,16 +145,14 @@ def run_streams(
     ``delivery``: outputs opened by the caller (then ``json_path``, ``events_path`` and
     ``publish`` are ignored); closed here either way."""
     ok, interrupted, renderer = False, False, None
-    segmenters = [
-        Segmenter(
-            segments
-            if isinstance(segments, SegmentConfig)
-            else SegmentConfig.for_clip(streamer.window_seconds(i), **(segments or {})),
-            i,
-            lane.source.uri,
-        )
-        for i, lane in enumerate(streamer.lanes)
-    ]
+
+    def segment_config(i: int) -> SegmentConfig:
+        if isinstance(segments, SegmentConfig):
+            return segments
+        return SegmentConfig.for_clip(streamer.window_seconds(i), **(segments or {}))
+
+    lanes = enumerate(streamer.lanes)
+    segmenters = [Segmenter(segment_config(i), i, lane.source.uri) for i, lane in lanes]
     try:
         if delivery is None:
             delivery = Delivery(json_path, events_path, publish)
@@ -176,10 +174,8 @@ def run_streams(
                         delivery.result(result)
                         if on_result is not None:
                             on_result(result)
-                        events = segmenters[result.stream].update(
-                            result.window_centre, result.probs, labels
-                        )
-                        emit(events)
+                        segmenter = segmenters[result.stream]
+                        emit(segmenter.update(result.window_centre, result.probs, labels))
                     if not renderer(step) or _stop_requested():
                         break
         except KeyboardInterrupt:  # Ctrl-C outside stop_on_signals: how a camera run ends
