@@ -95,14 +95,8 @@ def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, f
         )
         return
     with click.progressbar(length=classes * clips_per_class, label="writing clips") as bar:
-        paths = make_synthetic_dataset(
-            out,
-            classes=classes,
-            clips_per_class=clips_per_class,
-            seed=seed,
-            config=cfg,
-            progress=bar.update,
-        )
+        paths = make_synthetic_dataset(out, classes=classes, clips_per_class=clips_per_class,
+                                       seed=seed, config=cfg, progress=bar.update)  # fmt: skip
     click.echo(f"wrote {len(paths)} clips in {classes} classes to {out}")
 
 
@@ -157,10 +151,8 @@ def inspect(root: Path, as_json: bool) -> None:
         return
     click.echo(f"{report['root']}  (grouping: {report['grouping']})")
     click.echo(f"{'class':<24}{'train':>7}{'val':>7}{'test':>7}")
-    for c, n in report["counts"].items():
+    for c, n in [*report["counts"].items(), ("total", report["totals"])]:
         click.echo(f"{c:<24}{n['train']:>7}{n['val']:>7}{n['test']:>7}")
-    t = report["totals"]
-    click.echo(f"{'total':<24}{t['train']:>7}{t['val']:>7}{t['test']:>7}")
     if report["mean_duration_s"] is not None:
         click.echo(
             f"mean duration {report['mean_duration_s']:.2f} s, "
