@@ -131,9 +131,7 @@ def onnx_to_int8_static(
                 },
             )
         calibration = {**(record or clips.record()), "method": method, "ops": list(QUANTIZED_OPS)}
-        return _save(
-            out, meta.replace(precision="int8-static", extra=_extra(meta, calibration)), dst
-        )
+        return _save(out, meta, "int8-static", calibration, dst)
 
 
 def onnx_to_int8_dynamic(
@@ -160,9 +158,7 @@ def onnx_to_int8_dynamic(
             weight_type=q.QuantType.QInt8,
         )
         calibration = {"method": "dynamic", "ops": list(DYNAMIC_OPS), "fusions": made}
-        return _save(
-            out, meta.replace(precision="int8-dynamic", extra=_extra(meta, calibration)), dst
-        )
+        return _save(out, meta, "int8-dynamic", calibration, dst)
 
 
 def _fp32_meta(src: str | os.PathLike):
@@ -174,10 +170,6 @@ def _fp32_meta(src: str | os.PathLike):
     return meta
 
 
-def _extra(meta, calibration: dict[str, Any]) -> dict[str, Any]:
-    return {**meta.extra, "calibration": calibration}
-
-
 def _preprocess(src: str | os.PathLike, dst: Path) -> None:
     """Shape inference + ONNX Runtime's basic graph optimisation, as the quantizer advises."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -185,7 +177,9 @@ def _preprocess(src: str | os.PathLike, dst: Path) -> None:
     quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
-def _save(src: Path, meta, dst: str | os.PathLike) -> Path:
+def _save(src: Path, meta, precision: str, calibration: dict[str, Any], dst) -> Path:
+    """The quantized graph ``src`` saved at ``dst`` with the FP32 graph's ``meta``, now
+    ``precision``, and how it was calibrated."""
     onnx = require("onnx", "export", "INT8 quantization")
     model = onnx.load(str(src))
     # ONNX Runtime's optimizer declares every domain it knows (training, preview, nchwc...);
@@ -194,7 +188,8 @@ def _save(src: Path, meta, dst: str | os.PathLike) -> Path:
     kept = [o for o in model.opset_import if o.domain in used]
     del model.opset_import[:]
     model.opset_import.extend(kept)
-    return save_onnx(model, meta, dst)
+    extra = {**meta.extra, "calibration": calibration}
+    return save_onnx(model, meta.replace(precision=precision, extra=extra), dst)
 
 
 QUANTIZERS: dict[str, Callable[..., Path]] = {  # INT8 precision -> its quantizer
