@@ -146,14 +146,12 @@ def _verification(
 ) -> Verification:
     stats = compare(reference, logits)
     reason = judge(stats, tolerance)
+    del stats["scale"]  # the unit of the tolerance, not a result
     return Verification(
         model=Path(path).name,
         precision=precision,
         clips=len(clips),
-        max_abs=stats["max_abs"],
-        mean_abs=stats["mean_abs"],
-        cosine=stats["cosine"],
-        agreement=stats["agreement"],
+        **stats,  # max_abs, mean_abs, cosine, agreement
         accuracy=accuracy(logits, clips, meta),
         reference_accuracy=accuracy(reference, clips, meta),
         passed=not reason,
