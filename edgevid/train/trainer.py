@@ -41,12 +41,7 @@ from edgevid.core.meta import ModelMeta, Sampling
 from edgevid.core.schema import read_json
 from edgevid.errors import DataError, ModelError
 from edgevid.train.build import build_model
-from edgevid.train.checkpoint import (
-    load_checkpoint,
-    load_training_state,
-    meta_for,
-    save_checkpoint,
-)
+from edgevid.train.checkpoint import load_checkpoint, load_training_state, meta_for, save_checkpoint
 from edgevid.train.config import TrainConfig
 from edgevid.train.dataset import Batch, ClipDataset, EpochSampler, collate, numpy_batches
 from edgevid.train.evaluate import EvalReport, evaluate, report_from_logits, torch_predictor
