@@ -80,28 +80,23 @@ class Terminated(KeyboardInterrupt):
 def _sigterm_interrupts() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` while a command runs (where SIGTERM would
     otherwise kill the process outright); a command may install its own handler."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield  # signals go to the main thread only; a handler already installed stays
         return
 
     def terminate(signum, frame):
         raise Terminated()
 
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL:
-        yield
-        return
     signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def os_error_line(e: OSError) -> str:
     """``PATH: cause`` for an OSError, on one line (the path the user gave, where known)."""
-    import os
-
     cause = e.strerror or (os.strerror(e.errno) if e.errno else "") or str(e) or type(e).__name__
     cause = " ".join(str(cause).split())
     where = [str(f) for f in (e.filename, e.filename2) if f is not None]
@@ -127,8 +122,6 @@ def main() -> None:
 
 def _quiet_libraries() -> None:
     """edgevid draws its own progress bars; keep the libraries' own bars and logs out."""
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
