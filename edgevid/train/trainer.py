@@ -488,16 +488,10 @@ class Trainer:
         self.acc.wait_for_everyone()
         test = self._finish() if self.acc.is_main_process else None
         return TrainResult(
-            self.run_dir,
-            self.best["epoch"],
-            self.best["val_acc"],
-            self.history,
-            test,
-            sorted(self.skipped),
-            sorted(self.partial),
-            self.cache_seconds,
+            self.run_dir, self.best["epoch"], self.best["val_acc"], self.history, test,
+            sorted(self.skipped), sorted(self.partial), self.cache_seconds,
             self.acc.is_main_process,
-        )
+        )  # fmt: skip
 
     def _finish(self) -> EvalReport | None:
         """best/ on the test split (the runtime's preprocessing), curves and confusion plots."""
