@@ -13,7 +13,7 @@ import math
 
 import click
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgevid.cli.data import RATIOS
@@ -116,6 +116,7 @@ def test_manifest_parser(doc, path, tmp_path):
 
 @SETTINGS
 @given(st.text(max_size=60))
+@example("~\x00")  # found by hypothesis: expanduser raised ValueError (embedded null byte)
 def test_source_uri_parser(uri):
     """Any string resolves to one kind of source (nothing is opened) or is refused clearly."""
     try:

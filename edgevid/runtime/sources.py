@@ -228,7 +228,7 @@ def _local_path(uri: str) -> Path:
     path = Path(uri.removeprefix("file://"))
     try:
         return path.expanduser()
-    except RuntimeError:  # "~name" of no such user: a literal file name
+    except (RuntimeError, ValueError):  # "~name" of no such user, a NUL: a literal name
         return path
 
 
