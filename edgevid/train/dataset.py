@@ -31,12 +31,14 @@ from edgevid.train.config import AugmentConfig
 
 
 @dataclass(frozen=True)
-class Skipped:
-    path: str  # the clip that could not be decoded
+class ClipNote:
+    """A clip the decoder had trouble with: left out (skipped) or used only in part."""
+
+    path: str  # the clip
     reason: str  # the decoder's one-line message
 
 
-Item = tuple[torch.Tensor, int, int, "str | None"]  # (clip, label, index, partial-decode note)
+Item = tuple[torch.Tensor, int, int, "ClipNote | None"]  # (clip, label, index, partial decode)
 
 
 @dataclass
@@ -44,8 +46,8 @@ class Batch:
     inputs: torch.Tensor  # (B, T, 3, S, S) float32 normalised clips, or cached (B, L, D) features
     labels: torch.Tensor  # (B,) int64
     indices: torch.Tensor  # (B,) int64: clip index in the dataset (feature cache key)
-    skipped: list[Skipped] = field(default_factory=list)  # clips of this batch left out
-    partial: list[str] = field(default_factory=list)  # clips used as far as they decoded
+    skipped: list[ClipNote] = field(default_factory=list)  # clips of this batch left out
+    partial: list[ClipNote] = field(default_factory=list)  # clips used as far as they decoded
 
 
 class ClipDataset(Dataset):
@@ -91,7 +93,7 @@ class ClipDataset(Dataset):
         if i in self._memo:
             return self._memo[i], self.labels[i], i, None
         item = self._load(i, draw)
-        if isinstance(item, tuple):  # decoded (a Skipped clip is not kept)
+        if isinstance(item, tuple):  # decoded (a skipped clip is not kept)
             self._remember(i, item[0])
         return item
 
@@ -103,13 +105,13 @@ class ClipDataset(Dataset):
             self._memo[i] = clip
             self._memo_left -= size
 
-    def _load(self, i: int, draw: int) -> Item | Skipped:
+    def _load(self, i: int, draw: int) -> Item | ClipNote:
         rng = np.random.default_rng([self.seed, draw, i])
         partial: list[str] = []  # a damaged or truncated clip is used as far as it decodes
         try:
             frames = self._decode(i, rng, partial)  # (T, H, W, 3) uint8
         except VideoError as e:
-            return Skipped(str(self.paths[i]), str(e))
+            return ClipNote(str(self.paths[i]), str(e))
         if self.shuffle_frames:
             frames = frames[rng.permutation(len(frames))]
         if self.augment is not None:
@@ -118,7 +120,8 @@ class ClipDataset(Dataset):
             )
         else:
             clip = preprocess_clip(frames, self.size, self.mean, self.std)
-        return torch.from_numpy(clip), self.labels[i], i, partial[0] if partial else None
+        note = ClipNote(str(self.paths[i]), partial[0]) if partial else None
+        return torch.from_numpy(clip), self.labels[i], i, note
 
     def _decode(self, i: int, rng: np.random.Generator, partial: list[str]) -> np.ndarray:
         if i not in self._lengths:
@@ -134,8 +137,8 @@ class ClipDataset(Dataset):
 def collate(items: list) -> Batch:
     """Stack the decodable clips of a batch; keep the others' names (and the partly
     decodable ones') for the report."""
-    good = [it for it in items if not isinstance(it, Skipped)]
-    skipped = [it for it in items if isinstance(it, Skipped)]
+    good = [it for it in items if not isinstance(it, ClipNote)]
+    skipped = [it for it in items if isinstance(it, ClipNote)]
     if not good:
         empty = torch.empty(0)
         return Batch(empty, empty.long(), empty.long(), skipped)
@@ -155,7 +158,7 @@ def numpy_batches(
         if skipped is not None:
             skipped.extend(f"{s.path} ({s.reason})" for s in batch.skipped)
         if partial is not None:
-            partial.extend(batch.partial)
+            partial.extend(note.reason for note in batch.partial)
         if len(batch.labels):
             yield batch.inputs.numpy(), batch.labels.numpy()
 

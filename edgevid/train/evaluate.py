@@ -71,7 +71,11 @@ class EvalReport:
 
 
 def report_from_logits(
-    logits: np.ndarray, targets: np.ndarray, labels: list[str], skipped: list[str] | None = None
+    logits: np.ndarray,
+    targets: np.ndarray,
+    labels: list[str],
+    skipped: list[str] | None = None,
+    partial: list[str] | None = None,
 ) -> EvalReport:
     """Scores of (N, C) logits against (N,) integer targets."""
     c = len(labels)
@@ -105,6 +109,7 @@ def report_from_logits(
         ],
         confusion=confusion.tolist(),
         skipped=list(skipped or []),
+        partial=list(partial or []),
     )
 
 
@@ -113,8 +118,10 @@ def evaluate(
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     labels: list[str],
     skipped: list[str] | None = None,
+    partial: list[str] | None = None,
 ) -> EvalReport:
-    """Run ``predict_fn`` over ((B, T, 3, S, S), (B,)) batches and score the predictions."""
+    """Run ``predict_fn`` over ((B, T, 3, S, S), (B,)) batches and score the predictions;
+    ``skipped`` and ``partial`` (filled by the batches as they decode) go into the report."""
     all_logits, all_targets = [], []
     for x, y in batches:
         all_logits.append(np.asarray(predict_fn(x)))
@@ -122,7 +129,7 @@ def evaluate(
     if not all_logits:
         raise DataError("nothing to evaluate: no clip could be decoded")
     return report_from_logits(
-        np.concatenate(all_logits), np.concatenate(all_targets), labels, skipped
+        np.concatenate(all_logits), np.concatenate(all_targets), labels, skipped, partial
     )
 
 
@@ -183,9 +190,7 @@ def score_model(
                 progress(done, len(paths))
             yield x, y
 
-    report = evaluate(predict, batches(), meta.labels, skipped)
-    report.partial = partial
-    return report
+    return evaluate(predict, batches(), meta.labels, skipped, partial)
 
 
 def labelled_clips(

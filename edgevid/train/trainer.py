@@ -226,7 +226,7 @@ class Trainer:
         if len(self.train_set) == 0:
             raise DataError(f"{manifest.root}: the training split is empty")
         self.skipped: dict[str, str] = {}  # path -> why it could not be decoded
-        self.partial: set[str] = set()  # how far each damaged clip decoded
+        self.partial: dict[str, str] = {}  # path -> how far the damaged clip decoded
         self.cache_seconds = 0.0
         self.staged.to(device)
         self.train_data = self._cached(self.train_set, "train") or self.train_set
@@ -311,9 +311,11 @@ class Trainer:
             if s.path not in self.skipped:
                 self.skipped[s.path] = s.reason
                 display.write(f"edgevid: skipping undecodable clip {s.path} ({s.reason})")
-        for note in set(batch.partial) - self.partial:
-            self.partial.add(note)
-            display.write(f"edgevid: warning: {note}; training on the frames that decoded")
+        for note in batch.partial:
+            if note.path not in self.partial:
+                self.partial[note.path] = note.reason
+                say = f"edgevid: warning: {note.reason}; training on the frames that decoded"
+                display.write(say)
 
     # --- resume state ---------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -328,7 +330,7 @@ class Trainer:
             "best": self.best,
             "running": self.running,
             "skipped": self.skipped,
-            "partial": sorted(self.partial),
+            "partial": self.partial,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -339,7 +341,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.history, self.best = list(state["history"]), dict(state["best"])
             self.running, self.skipped = dict(state["running"]), dict(state["skipped"])
-            self.partial = set(state.get("partial", ()))  # absent in states from before it
+            self.partial = dict(state.get("partial", {}))  # absent in states from before it
             set_rng_state(state["rng"])
         except (KeyError, TypeError, ValueError, IndexError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
@@ -489,8 +491,8 @@ class Trainer:
         test = self._finish() if self.acc.is_main_process else None
         return TrainResult(
             self.run_dir, self.best["epoch"], self.best["val_acc"], self.history, test,
-            sorted(self.skipped), sorted(self.partial), self.cache_seconds,
-            self.acc.is_main_process,
+            sorted(self.skipped), [self.partial[p] for p in sorted(self.partial)],
+            self.cache_seconds, self.acc.is_main_process,
         )  # fmt: skip
 
     def _finish(self) -> EvalReport | None:
@@ -538,9 +540,7 @@ def evaluate_model(
         batches = numpy_batches(ds, batch_size, skipped, partial)
     else:
         batches = clip_batches(paths, targets, meta, batch_size, skipped, partial)
-    report = evaluate(torch_predictor(model, device), batches, meta.labels, skipped)
-    report.partial = partial
-    return report
+    return evaluate(torch_predictor(model, device), batches, meta.labels, skipped, partial)
 
 
 def train(
