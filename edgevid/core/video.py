@@ -160,7 +160,7 @@ def read_frames(
         raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
     if partial is not None and count.partial and (count.skipped or k < len(wanted)):
         partial.append(count.describe())  # damaged inside, or short of the frames asked for
-    return np.stack([got.get(int(i), _nearest(got, int(i), last)) for i in indices])
+    return np.stack([got[i] if i in got else _nearest(got, i, last) for i in map(int, indices)])
 
 
 def _nearest(got: dict[int, np.ndarray], i: int, last: np.ndarray) -> np.ndarray:

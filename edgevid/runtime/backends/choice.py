@@ -158,7 +158,7 @@ def choose_cpu_backend(
         forced = "openvino"  # an IR has one engine: its default precision
     if forced in CANDIDATES:
         return Choice(forced, {}, ENV), load(*CANDIDATES[forced])
-    if forced not in CANDIDATES and forced != "auto":
+    if forced != "auto":
         raise ModelError(f"{ENV}={forced!r}: choose auto, {', '.join(CANDIDATES)}")
     if not ir and has_gpu_provider():
         return Choice("onnxruntime", {}, "GPU"), load(*CANDIDATES["onnxruntime"])
