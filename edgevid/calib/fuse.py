@@ -36,7 +36,8 @@ CONTRIB = "com.microsoft"
 class _Match:
     nodes: tuple[Any, ...]  # the nodes the Attention node replaces
     x: str  # (B', N, C) input of the QKV projection
-    weight: str  # (C, 3 * C) packed QKV weights
+    weight: str  # (C, 3 * C) packed QKV weights: the initializer's name
+    weights: np.ndarray  # ... and its values, read once while matching
     bias: str  # (3 * C,) packed QKV bias
     out: str  # (B', N, C) attention output before the output projection
     heads: int
@@ -102,8 +103,9 @@ def _match_attention(g: _Graph, softmax) -> _Match | None:
         return None
     scores, scale = None, None
     for a, b in (scaled.input, reversed(scaled.input)):
-        if _scalar(g, b) is not None and g.node(a, "MatMul") is not None:
-            scores, scale = g.node(a, "MatMul"), _scalar(g, b)
+        matmul, factor = g.node(a, "MatMul"), _scalar(g, b)
+        if matmul is not None and factor is not None:
+            scores, scale = matmul, factor
     if scores is None:
         return None
     q_gather = g.node(scores.input[0], "Gather")
@@ -135,15 +137,14 @@ def _match_attention(g: _Graph, softmax) -> _Match | None:
     bias_add = g.node(split.input[0], "Add")
     if bias_add is None:
         return None
-    proj = bias = None
+    proj = bias = bias_values = None
     for a, b in (bias_add.input, reversed(bias_add.input)):
-        if g.node(a, "MatMul") is not None and g.const(b) is not None:
-            proj, bias = g.node(a, "MatMul"), b
-    if proj is None or g.const(proj.input[1]) is None:
-        return None
-    weight = g.const(proj.input[1])
+        matmul, values = g.node(a, "MatMul"), g.const(b)
+        if matmul is not None and values is not None:
+            proj, bias, bias_values = matmul, b, values
+    weight = g.const(proj.input[1]) if proj is not None else None
     hidden = heads * head_size
-    if weight.shape != (hidden, 3 * hidden) or g.const(bias).shape != (3 * hidden,):
+    if weight is None or weight.shape != (hidden, 3 * hidden) or bias_values.shape != (3 * hidden,):
         return None
     merge = g.consumer(av.output[0], "Transpose")
     if merge is None or list(g.attr(merge, "perm", [])) != [0, 2, 1, 3]:
@@ -153,7 +154,7 @@ def _match_attention(g: _Graph, softmax) -> _Match | None:
     if shape3 is None or shape3.shape != (3,) or shape3[2] != hidden:
         return None
     nodes = (proj, bias_add, split, perm, *gathers, k_t, scores, scaled, softmax, av, merge, out)
-    return _Match(nodes, proj.input[0], proj.input[1], bias, out.output[0], heads, scale)
+    return _Match(nodes, proj.input[0], proj.input[1], weight, bias, out.output[0], heads, scale)
 
 
 def _is(g: _Graph, name: str, value: float) -> bool:
@@ -215,8 +216,7 @@ def fuse_attention(model) -> int:
     found = [m for n in model.graph.node if n.op_type == "Softmax" if (m := _match_attention(g, n))]
     replacements = []
     for i, m in enumerate(found):
-        w = g.const(m.weight)  # (C, 3C): Q, K, V columns
-        parts = np.split(w, 3, axis=1)
+        parts = np.split(m.weights, 3, axis=1)  # (C, 3C): Q, K, V columns
         names = [f"{m.weight}_{p}_{i}" for p in "qkv"]
         for part, name in zip(parts, names, strict=True):
             model.graph.initializer.append(numpy_helper.from_array(part.copy(), name))
