@@ -62,6 +62,7 @@ def test_tiny_model_learns_motion_and_needs_frame_order(tmp_path):
         warmup_epochs=1,
         label_smoothing=0.0,
         augment=AugmentConfig(enabled=False),
+        threads=2,  # pinned as measured: float sums (and so this seeded run) depend on it
     )
     result = train(cfg, manifest, tmp_path / "run", progress=False)
     model, meta = load_checkpoint(tmp_path / "run" / "best")
