@@ -132,6 +132,9 @@ def test_fp32_graph_with_fp16_kernels_only_where_weak_typing_exists():
         build_plan("bf16", (8, 6))
     with pytest.raises(ExportError, match="too old"):
         build_plan("fp16", (8, 4))
+    for cpu_graph in ("int8-dynamic", "int8-cpu"):  # rows with graph fusions: CPU engines only
+        with pytest.raises(ExportError, match="export --int8 static"):
+            build_plan(cpu_graph, (10, 3))
 
 
 def test_plan_flags_exist_in_the_real_bindings():
@@ -142,7 +145,7 @@ def test_plan_flags_exist_in_the_real_bindings():
 
     version = version_tuple(trt.__version__)
     for precision in PRECISIONS:
-        if version < PRECISIONS[precision].trt_min:
+        if version < PRECISIONS[precision].trt_min or PRECISIONS[precision].fusions:
             continue
         plan = build_plan(precision, version, fp16_kernels=precision == "fp32")
         for flag in plan.flags:

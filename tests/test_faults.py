@@ -792,6 +792,9 @@ def test_int8_static_calibrates_on_the_checkpoint_runs_own_split(tmp_path):
     assert default_calib_data(cfg) == str(tmp_path / "run" / "manifest.json")
     with pytest.raises(ExportError, match="--calib-data"):
         default_calib_data(ExportConfig(variant="tiny-prune8", random_init=True))
+    cpu = ExportConfig(variant="tiny-prune8", random_init=True, precisions=("int8-cpu",))
+    with pytest.raises(ExportError, match="^--int8 cpu needs calibration clips: --calib-data"):
+        default_calib_data(cpu)
 
 
 @needs_torch

@@ -1,4 +1,5 @@
-"""CPU graph fusions before INT8: the divided attention as MultiHeadAttention, GELU as Gelu."""
+"""CPU graph fusions before INT8: the divided attention as MultiHeadAttention or as the standard
+ONNX Attention, GELU as Gelu."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from edgevid.calib.fuse import FUSIONS, fuse_graph  # noqa: E402
-from edgevid.calib.quantize import onnx_to_int8_dynamic  # noqa: E402
+from edgevid.calib.quantize import QUANTIZERS, onnx_to_int8_dynamic  # noqa: E402
 from edgevid.core.clips import dataset_clips, graph_input  # noqa: E402
 from edgevid.core.onnx_file import read_metadata  # noqa: E402
 from edgevid.core.precision import get_precision  # noqa: E402
@@ -80,6 +81,49 @@ def test_dynamic_int8_graph_is_fused_and_agrees_with_pytorch(
     assert ours["agreement"] >= theirs["agreement"]
 
 
+def test_onnx_attention_fusion_writes_standard_attention_and_computes_the_same(
+    tiny_onnx, clips, tmp_path
+):
+    layers = 4
+    fused = tmp_path / "fused.onnx"
+    assert fuse_graph(tiny_onnx, fused, ("onnx-attention",)) == {"onnx-attention": 2 * layers}
+    before, after = ops(tiny_onnx), ops(fused)
+    model = onnx.load(str(fused))
+    assert {o.domain or "ai.onnx": o.version for o in model.opset_import} == {"ai.onnx": 23}
+    assert after["Attention"] == 2 * layers and after["Softmax"] == 0
+    assert before["Gather"] - after["Gather"] == 3 * 2 * layers  # q, k, v of each attention
+    # the packed projection is three MatMuls, the two core matmuls went into the node
+    assert after["MatMul"] == before["MatMul"]
+    onnx.checker.check_model(model)
+    x = graph_input(clips.frames, read_metadata(tiny_onnx))
+    ref = ort_logits(tiny_onnx, x)
+    np.testing.assert_allclose(ort_logits(fused, x), ref, atol=1e-5, rtol=1e-4)
+
+
+def test_int8_cpu_graph_is_calibrated_fused_and_agrees_with_pytorch(
+    tiny_checkpoint, tiny_onnx, synth_root, clips, tmp_path
+):
+    calib = dataset_clips(synth_root, read_metadata(tiny_onnx), 8)
+    graph = QUANTIZERS["int8-cpu"](tiny_onnx, tmp_path / "cpu.onnx", calib)
+    meta = read_metadata(graph)
+    assert meta.precision == "int8-cpu"
+    record = meta.extra["calibration"]
+    assert record["fusions"] == {"onnx-attention": 8} and record["contrib_ops"] == []
+    count = ops(graph)
+    assert count["Attention"] == 8 and count["Softmax"] == 0
+    # Q, K, V projections quantized (their weights and input), the attention core float
+    model = onnx.load(str(graph))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    projections = [n for n in model.graph.node if n.op_type == "MatMul" and "_proj" in n.name]
+    assert len(projections) == 3 * 8
+    assert all(producers[i].op_type == "DequantizeLinear" for n in projections for i in n.input)
+    attention = [n for n in model.graph.node if n.op_type == "Attention"]
+    assert all(producers[i].op_type == "Add" for n in attention for i in n.input)
+    model_, meta_ = load_checkpoint(tiny_checkpoint)
+    result = verify_graph(graph, torch_logits(model_, clips, meta_), clips)
+    assert result.passed, result.reason
+
+
 def test_a_graph_without_the_patterns_is_left_alone(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
@@ -102,7 +146,7 @@ def test_a_graph_without_the_patterns_is_left_alone(tmp_path):
     )
     src = tmp_path / "plain.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
-    assert fuse_graph(src, tmp_path / "out.onnx", tuple(FUSIONS)) == {"attention": 0, "gelu": 0}
+    assert fuse_graph(src, tmp_path / "out.onnx", tuple(FUSIONS)) == dict.fromkeys(FUSIONS, 0)
     assert ops(tmp_path / "out.onnx") == ops(src)
     with pytest.raises(ExportError, match="unknown graph fusion 'magic'"):
         fuse_graph(src, tmp_path / "x.onnx", ("magic",))

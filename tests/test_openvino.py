@@ -145,24 +145,29 @@ def test_auto_takes_the_faster_backend_measured_once_and_cached(tiny_onnx, tmp_p
         load_backend(model)
 
 
-def test_auto_gives_a_graph_with_contrib_fusions_to_onnxruntime_untimed(
+def test_auto_gives_a_graph_with_contrib_ops_to_onnxruntime_untimed(
     tiny_onnx, tmp_path, monkeypatch
 ):
     from edgevid.calib.quantize import onnx_to_int8_dynamic
-    from edgevid.runtime.backends.choice import has_contrib_fusions
+    from edgevid.core.onnx_file import read_metadata
+    from edgevid.runtime.backends.choice import has_contrib_ops
 
     monkeypatch.setenv("EDGEVID_CPU_BACKEND", "auto")
     fused = onnx_to_int8_dynamic(tiny_onnx, tmp_path / "fused.onnx")
     plain = onnx_to_int8_dynamic(tiny_onnx, tmp_path / "plain.onnx", fusions=())
-    assert has_contrib_fusions(fused) and not has_contrib_fusions(plain)
-    assert not has_contrib_fusions(tiny_onnx)  # FP32: no calibration record at all
+    assert has_contrib_ops(fused) and not has_contrib_ops(plain)
+    assert read_metadata(fused).extra["calibration"]["contrib_ops"] == [
+        "Gelu",
+        "MultiHeadAttention",
+    ]
+    assert not has_contrib_ops(tiny_onnx)  # FP32: no calibration record at all
     backend = load_backend(fused)
     assert backend.name == NAMES["onnxruntime"]
     assert backend.selection == "backend: onnxruntime (ONNX Runtime contrib ops)"
     assert not cache_path(fused).exists()  # nothing was timed, nothing cached
     # without the sidecar the metadata is unknown to the rule: measured like any graph
     fused.with_suffix(".json").unlink()
-    assert not has_contrib_fusions(fused)
+    assert not has_contrib_ops(fused)
 
 
 def test_precision_hint_picks_openvino_and_is_refused_elsewhere(tiny_onnx):
@@ -242,16 +247,19 @@ def test_cli_run_prints_the_auto_choice_once(tiny_onnx, media_dir, tmp_path):
     assert [json.loads(line)["label"] for line in p.stdout.splitlines()]
 
 
-def test_export_openvino_writes_verified_ir_that_runs_like_the_graph(tiny_checkpoint, tmp_path):
+def test_export_openvino_writes_verified_ir_that_runs_like_the_graph(
+    tiny_checkpoint, synth_root, tmp_path
+):
     from click.testing import CliRunner
 
     from edgevid.cli import main
 
     out = tmp_path / "out"
-    args = ["export", "--checkpoint", str(tiny_checkpoint), "--int8", "dynamic", "--openvino"]
+    args = ["export", "--checkpoint", str(tiny_checkpoint), "--int8", "cpu", "--openvino",
+            "--calib-data", str(synth_root), "--calib-clips", "8"]  # fmt: skip
     r = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert r.exit_code == 0, r.output
-    stems = ("tiny-prune8", "tiny-prune8-int8-dynamic")
+    stems = ("tiny-prune8", "tiny-prune8-int8-cpu")
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(f"{s}{e}" for s in stems for e in (".onnx", ".json", ".xml", ".bin"))
     # verified as OpenVINO runs it: 4 rows, the IR rows name the precision they ran at

@@ -16,11 +16,18 @@ are plain self-attention over a batch of sequences (frames of one patch; patches
 frame), so nothing TimeSformer-specific is needed beyond the pattern.
 
 These are ONNX Runtime contrib operators: CPU graphs only (TensorRT does not take them).
+
+``onnx-attention`` writes the same core as the standard ONNX ``Attention`` operator (opset 23)
+with its Q, K, V projections as three MatMul + Add: plain ONNX that OpenVINO reads as one
+scaled-dot-product attention (run by its fused MHA kernel, the head layout in the kernel),
+for the calibrated CPU graph (``int8-cpu``), whose projections the static quantizer makes
+INT8 while the attention core stays float. The graph is converted to opset 23 for it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +46,7 @@ class _Match:
     weight: str  # (C, 3 * C) packed QKV weights: the initializer's name
     weights: np.ndarray  # ... and its values, read once while matching
     bias: str  # (3 * C,) packed QKV bias
+    biases: np.ndarray  # ... and its values
     out: str  # (B', N, C) attention output before the output projection
     heads: int
     scale: float
@@ -154,7 +162,9 @@ def _match_attention(g: _Graph, softmax) -> _Match | None:
     if shape3 is None or shape3.shape != (3,) or shape3[2] != hidden:
         return None
     nodes = (proj, bias_add, split, perm, *gathers, k_t, scores, scaled, softmax, av, merge, out)
-    return _Match(nodes, proj.input[0], proj.input[1], weight, bias, out.output[0], heads, scale)
+    return _Match(
+        nodes, proj.input[0], proj.input[1], weight, bias, bias_values, out.output[0], heads, scale
+    )
 
 
 def _is(g: _Graph, name: str, value: float) -> bool:
@@ -200,48 +210,92 @@ def fuse_gelu(model) -> int:
             (nodes, [helper.make_node("Gelu", [x], [out], name=f"Gelu_{i}", domain=CONTRIB)])
             for i, (nodes, x, out) in enumerate(found)
         ],
+        CONTRIB,
     )
+
+
+def _qkv_projections(model, m: _Match, i: int, bias: bool) -> tuple[list[Any], list[str]]:
+    """The packed projection of match ``m`` as three MatMuls (Q, K, V weight columns; the
+    quantizer makes each an INT8 matmul), each followed by its bias Add if ``bias``: the
+    nodes and their three (B', N, C) outputs."""
+    from onnx import helper, numpy_helper
+
+    biases = np.split(m.biases, 3) if bias else [None] * 3
+    nodes, outs = [], []
+    for p, w, b in zip("qkv", np.split(m.weights, 3, axis=1), biases, strict=True):
+        weight, out = f"{m.weight}_{p}_{i}", f"{m.out}_{p}"
+        model.graph.initializer.append(numpy_helper.from_array(w.copy(), weight))
+        if b is None:
+            nodes.append(helper.make_node("MatMul", [m.x, weight], [out], name=f"{out}_proj"))
+        else:
+            bias_name = f"{m.bias}_{p}_{i}"
+            model.graph.initializer.append(numpy_helper.from_array(b.copy(), bias_name))
+            nodes += [
+                helper.make_node("MatMul", [m.x, weight], [f"{out}_mm"], name=f"{out}_proj"),
+                helper.make_node("Add", [f"{out}_mm", bias_name], [out], name=f"{out}_bias"),
+            ]
+        outs.append(out)
+    return nodes, outs
+
+
+def _attentions(model) -> list[_Match]:
+    g = _Graph(model.graph)
+    return [m for n in model.graph.node if n.op_type == "Softmax" if (m := _match_attention(g, n))]
 
 
 def fuse_attention(model) -> int:
     """Replace the core of every packed-QKV self-attention in ``model`` by one
     ``com.microsoft.MultiHeadAttention`` node; the number replaced.
 
-    The packed projection becomes three MatMuls (Q, K, V weight columns; the quantizer makes
-    each an INT8 matmul) and the bias goes into the attention node, which adds it while it
-    lays out the heads: the Reshape/Transpose/Gather/Mul/Transpose/Reshape chain is gone."""
-    from onnx import helper, numpy_helper
+    The packed projection becomes three MatMuls and the bias goes into the attention node,
+    which adds it while it lays out the heads: the Reshape/Transpose/Gather/Mul/Transpose/
+    Reshape chain is gone."""
+    from onnx import helper
 
-    g = _Graph(model.graph)
-    found = [m for n in model.graph.node if n.op_type == "Softmax" if (m := _match_attention(g, n))]
     replacements = []
-    for i, m in enumerate(found):
-        parts = np.split(m.weights, 3, axis=1)  # (C, 3C): Q, K, V columns
-        names = [f"{m.weight}_{p}_{i}" for p in "qkv"]
-        for part, name in zip(parts, names, strict=True):
-            model.graph.initializer.append(numpy_helper.from_array(part.copy(), name))
-        qkv = [f"{m.out}_{p}" for p in "qkv"]
-        nodes = [
-            helper.make_node("MatMul", [m.x, n], [o], name=f"{o}_proj")
-            for n, o in zip(names, qkv, strict=True)
-        ]
-        nodes.append(
-            helper.make_node(
-                "MultiHeadAttention",
-                [*qkv, m.bias],
-                [m.out],
-                name=f"MultiHeadAttention_{i}",
-                domain=CONTRIB,
-                num_heads=m.heads,
-                scale=m.scale,
-            )
-        )
-        replacements.append((m.nodes, nodes))
+    for i, m in enumerate(_attentions(model)):
+        nodes, qkv = _qkv_projections(model, m, i, bias=False)
+        core = helper.make_node(
+            "MultiHeadAttention", [*qkv, m.bias], [m.out], f"MultiHeadAttention_{i}",
+            domain=CONTRIB, num_heads=m.heads, scale=m.scale,
+        )  # fmt: skip
+        replacements.append((m.nodes, [*nodes, core]))
+    return _replace(model, replacements, CONTRIB)
+
+
+ATTENTION_OPSET = 23  # the first opset with the standard Attention operator
+
+
+def fuse_attention_onnx(model) -> int:
+    """Replace the core of every packed-QKV self-attention in ``model`` by one standard ONNX
+    ``Attention`` node (opset 23; the graph is converted first); the number replaced."""
+    from onnx import helper, version_converter
+
+    if not _attentions(model):
+        return 0
+    if _opset(model) < ATTENTION_OPSET:
+        model.CopyFrom(version_converter.convert_version(model, ATTENTION_OPSET))
+        model.ir_version = max(model.ir_version, 10)  # what opset 23 needs
+    replacements = []
+    for i, m in enumerate(_attentions(model)):  # matched again: the conversion renamed nothing
+        nodes, qkv = _qkv_projections(model, m, i, bias=True)
+        core = helper.make_node(
+            "Attention", qkv, [m.out], f"Attention_{i}",
+            q_num_heads=m.heads, kv_num_heads=m.heads, scale=m.scale,
+        )  # fmt: skip
+        replacements.append((m.nodes, [*nodes, core]))
     return _replace(model, replacements)
 
 
-def _replace(model, replacements: list[tuple[tuple[Any, ...], list[Any]]]) -> int:
-    """Swap each group of nodes for its new nodes, placed where the group's last node was."""
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _replace(
+    model, replacements: list[tuple[tuple[Any, ...], list[Any]]], domain: str | None = None
+) -> int:
+    """Swap each group of nodes for its new nodes, placed where the group's last node was;
+    ``domain``: the operator set the new nodes need declared (None: the default one)."""
     from onnx import helper
 
     if not replacements:
@@ -257,8 +311,8 @@ def _replace(model, replacements: list[tuple[tuple[Any, ...], list[Any]]]) -> in
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     _drop_unused(model.graph)
-    if not any(o.domain == CONTRIB for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
+    if domain is not None and not any(o.domain == domain for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(domain, 1))
     return len(replacements)
 
 
@@ -275,6 +329,7 @@ def _drop_unused(graph) -> None:
 FUSIONS: dict[str, Callable[[Any], int]] = {  # name (a precision row's fusions) -> fusion
     "attention": fuse_attention,
     "gelu": fuse_gelu,
+    "onnx-attention": fuse_attention_onnx,
 }
 
 
@@ -287,6 +342,9 @@ def fuse_graph(
     unknown = [n for n in names if n not in FUSIONS]
     if unknown:
         raise ExportError(f"unknown graph fusion {unknown[0]!r}; edgevid has {', '.join(FUSIONS)}")
+    if not names:
+        shutil.copyfile(src, dst)
+        return {}
     model = onnx.load(str(src))
     made = {name: FUSIONS[name](model) for name in names}
     onnx.save(model, str(dst))

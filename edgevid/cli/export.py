@@ -30,8 +30,10 @@ INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")
 @click.option(
     "--int8",
     type=click.Choice(INT8_MODES),
-    help="Also write an INT8 graph: static Q/DQ (TensorRT, calibrated on --calib-data, "
-    "default: the checkpoint run's split) or dynamic (CPU). Same as --precision int8-MODE.",
+    help="Also write an INT8 graph: static Q/DQ (TensorRT and CPUs, calibrated on "
+    "--calib-data, default: the checkpoint run's split), cpu (calibrated like static, each "
+    "attention one ONNX Attention op: the fastest graph on OpenVINO) or dynamic (ONNX "
+    "Runtime, no calibration). Same as --precision int8-MODE.",
 )
 @click.option("--calib-data", type=click.Path(), help="Dataset folder or manifest to calibrate on.")
 @click.option("--calib-method", type=click.Choice(list(CALIB_METHODS)),
@@ -79,6 +81,7 @@ def export(fp16: bool, int8: str | None, **opts) -> None:
       edgevid export --checkpoint runs/prune4/best --fp16
       edgevid export --variant prune4 --weights ~/models/timesformer-k400 --fp16
       edgevid export --checkpoint runs/best --int8 static --calib-data data/ucf5
+      edgevid export --checkpoint runs/best --int8 cpu       # CPU: run it with OpenVINO
       edgevid export --checkpoint runs/best --int8 dynamic --raw-input
       edgevid export --checkpoint runs/best --fp16 --opset 16 --trt --batch 1:2:4
       edgevid export --checkpoint runs/best --fp16 --triton model_repository

@@ -36,8 +36,8 @@ class Precision:
     openvino_hint: str = ""  # OpenVINO INFERENCE_PRECISION_HINT ("": not an OpenVINO setting)
     calibrated: bool = False  # needs calibration clips (--calib-data)
     exported: bool = True  # `edgevid export` writes a graph in it
-    # ONNX Runtime contrib-op fusions applied before quantization (edgevid.calib.fuse.FUSIONS):
-    # fewer float ops around the INT8 matmuls. CPU graphs only: TensorRT cannot read them
+    # graph rewrites applied before quantization (edgevid.calib.fuse.FUSIONS): fewer float ops
+    # around the INT8 matmuls. A row with fusions is a CPU graph: TensorRT is not given it
     fusions: tuple[str, ...] = ()
 
 
@@ -61,6 +61,8 @@ PRECISIONS: dict[str, Precision] = {
                   calibrated=True),
         Precision("int8-dynamic", "-int8-dynamic", "int8", _INT8,
                   fusions=("attention", "gelu")),
+        Precision("int8-cpu", "-int8-cpu", "int8", _INT8, calibrated=True,
+                  fusions=("onnx-attention",)),
     )
 }  # fmt: skip
 EXPORTED = tuple(n for n, p in PRECISIONS.items() if p.exported and n != "fp32")  # beyond FP32

@@ -107,19 +107,19 @@ def check_config(cfg: ExportConfig) -> None:
 
 
 def default_calib_data(cfg: ExportConfig) -> str:
-    """--int8 static without --calib-data: the checkpoint's own run split, else a clear error.
-
-    Cheap (no model is loaded), so the CLI calls it before anything slow.
-    """
+    """A calibrated INT8 graph without --calib-data: the checkpoint's own run split, else a
+    clear error. Cheap (no model is loaded), so the CLI calls it before anything slow."""
+    which = next((p for p in cfg.precisions if PRECISIONS[p].calibrated), "int8-static")
+    flag = f"--int8 {which.removeprefix('int8-')}"
     if cfg.checkpoint:
         manifest = run_manifest(cfg.checkpoint)
         if manifest is not None:
             return str(manifest)
         raise ExportError(
-            f"--int8 static needs calibration clips and {cfg.checkpoint} has no run manifest "
+            f"{flag} needs calibration clips and {cfg.checkpoint} has no run manifest "
             "beside it: --calib-data DATASET_ROOT"
         )
-    raise ExportError("--int8 static needs calibration clips: --calib-data DATASET_ROOT")
+    raise ExportError(f"{flag} needs calibration clips: --calib-data DATASET_ROOT")
 
 
 def model_source(cfg: ExportConfig) -> str:
@@ -308,7 +308,10 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
 
         cache = Path(cfg.out) / "timing.cache"
         build = dict(batch=cfg.batch, workspace_mb=cfg.workspace_mb, timing_cache=cache, log=log)
-        for graph in result.graphs:
+        for name, graph in zip(("fp32", *cfg.precisions), result.graphs, strict=True):
+            if get_precision(name).fusions:
+                log(f"{graph.name}: a CPU graph (rewritten for ONNX Runtime/OpenVINO), no engine")
+                continue
             engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
             what = f"TensorRT {engine.name}"
             built = _timed(log, what, onnx_to_engine, graph, engine, dla_core=cfg.dla_core, **build)

@@ -6,7 +6,7 @@ for an OpenVINO IR ``.xml`` the same rule among OpenVINO's precisions):
 1. ``EDGEVID_CPU_BACKEND=onnxruntime|openvino`` in the environment -> that one (``auto`` or
    unset: the rule below). The test suite sets ``onnxruntime`` so its numbers are ORT's.
 2. Only ONNX Runtime is installed -> ONNX Runtime. So is a graph whose metadata records
-   ONNX Runtime contrib-op fusions (``calibration.fusions``, edgevid's INT8 dynamic graph):
+   ONNX Runtime contrib ops (``calibration.contrib_ops``, edgevid's INT8 dynamic graph):
    OpenVINO runs those ops at a third of ONNX Runtime's speed (prune8: 4.8 s vs 1.4 s per
    clip, loaded machine) and compiling them peaked at 1 GB, so timing it only costs.
 3. Else every candidate (ONNX Runtime CPU; OpenVINO CPU at f32; OpenVINO CPU at bf16 where
@@ -164,7 +164,7 @@ def choose_cpu_backend(
         return Choice("onnxruntime", {}, "GPU"), load(*CANDIDATES["onnxruntime"])
     if not ir and not has_openvino():
         return Choice("onnxruntime", {}, "only candidate"), load(*CANDIDATES["onnxruntime"])
-    if not ir and has_contrib_fusions(model):
+    if not ir and has_contrib_ops(model):
         return Choice("onnxruntime", {}, CONTRIB), load(*CANDIDATES["onnxruntime"])
     key = cache_key(model, threads)
     cached = read_cache(model, key)
@@ -188,15 +188,14 @@ def choose_cpu_backend(
     return choice, load(*CANDIDATES[best])
 
 
-def has_contrib_fusions(model: Path) -> bool:
-    """The graph's metadata (its sidecar) records ONNX Runtime contrib-op fusions."""
+def has_contrib_ops(model: Path) -> bool:
+    """The graph's metadata (its sidecar) records ONNX Runtime contrib ops in it."""
     try:
         meta = read_meta(model)
     except MetadataError:
         return False  # no sidecar: measured like any graph
     calibration = meta.extra.get("calibration")
-    fusions = calibration.get("fusions") if isinstance(calibration, dict) else None
-    return isinstance(fusions, dict) and any(fusions.values())
+    return isinstance(calibration, dict) and bool(calibration.get("contrib_ops"))
 
 
 def timed_candidates(ir: bool = False) -> list[str]:

@@ -69,6 +69,11 @@ def build_plan(
     ``fp16_kernels`` asks for FP16 kernels in an FP32 graph (a Jetson compiling a plain
     ``.onnx``), which only weak typing can do: TensorRT 11 builds the graph's FP32 as is."""
     row = get_precision(precision, ExportError)
+    if row.fusions:
+        raise ExportError(
+            f"{precision} graphs are rewritten for CPU engines and TensorRT does not read them: "
+            "build the engine from the int8-static graph (export --int8 static)"
+        )
     major, minor = version
     if (major, minor) < (8, 5):
         raise ExportError(f"TensorRT {major}.{minor} is too old: edgevid needs 8.5 or newer")
