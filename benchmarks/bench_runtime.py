@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
-GRAPHS = ("fp32", "int8-static", "int8-dynamic", "int8-static-raw")
+GRAPHS = ("fp32", "int8-static", "int8-dynamic", "int8-cpu", "int8-static-raw")
 
 
 def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path]:
@@ -44,9 +44,10 @@ def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path
         return paths
     import torch
 
-    from edgevid.calib.quantize import onnx_to_int8_dynamic, onnx_to_int8_static
+    from edgevid.calib.quantize import QUANTIZERS
     from edgevid.core.clips import folder_clips
     from edgevid.core.meta import ModelMeta
+    from edgevid.core.precision import PRECISIONS
     from edgevid.export.torch_to_onnx import torch_to_onnx
     from edgevid.train.checkpoint import meta_for
     from edgevid.train.models import create_model
@@ -60,14 +61,16 @@ def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path
             torch_to_onnx(model, meta, fp32s[raw], raw_input=raw)
     del model
     for g in needed:
-        src = fp32s[g.endswith("-raw")]
-        if g.startswith("int8-static"):
+        src, precision = fp32s[g.endswith("-raw")], g.removesuffix("-raw")
+        if precision == "fp32":
+            continue
+        args = ()
+        if PRECISIONS[precision].calibrated:
             print(f"calibrating {paths[g].name} on {MEDIA} ...", flush=True)
-            clips = folder_clips(MEDIA, ModelMeta.load(src.with_suffix(".json")), num_clips=3)
-            onnx_to_int8_static(src, paths[g], clips)
-        elif g == "int8-dynamic":
+            args = (folder_clips(MEDIA, ModelMeta.load(src.with_suffix(".json")), num_clips=3),)
+        else:
             print(f"quantizing {paths[g].name} ...", flush=True)
-            onnx_to_int8_dynamic(src, paths[g])
+        QUANTIZERS[precision](src, paths[g], *args)
     return paths
 
 

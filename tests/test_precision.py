@@ -84,3 +84,15 @@ def test_cli_choices_come_from_the_tables():
     assert "bf16" in OPENVINO and "bf16" not in EXPORTED  # a runtime hint, not an export
     with pytest.raises(ExportError, match="choose minmax, entropy, percentile"):
         get_calib_method("magic", ExportError)
+
+
+def test_verification_table_columns_line_up_for_long_model_names():
+    from edgevid.export.verify import Verification, format_table
+
+    def row(model: str, precision: str) -> Verification:
+        return Verification(model, precision, 40, 0.1, 0.01, 0.999, 1.0, 0.7, 0.7, True, "")
+
+    short, long = "tiny-prune8.onnx", "tiny-timesformer-int8-dynamic.onnx"  # 34 characters
+    lines = format_table([row(short, "fp32"), row(long, "int8-dynamic")]).splitlines()
+    starts = {line.rindex(p) for line, p in zip(lines, ("precision", "fp32", "int8-dynamic"))}
+    assert len(starts) == 1 and lines[2].startswith(long + " ")

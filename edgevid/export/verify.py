@@ -170,13 +170,14 @@ def format_table(results: list[Verification]) -> str:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.1%}"
 
+    w = max([34, *(len(r.model) + 2 for r in results)])  # the model column fits every name
     lines = [
-        f"{'model':<34}{'precision':<14}{'clips':>6}{'max err':>10}{'mean err':>10}"
+        f"{'model':<{w}}{'precision':<14}{'clips':>6}{'max err':>10}{'mean err':>10}"
         f"{'cosine':>10}{'top-1 agr':>11}{'acc':>8}{'torch acc':>11}  result"
     ]
     for r in results:
         lines.append(
-            f"{r.model:<34}{r.precision:<14}{r.clips:>6}{r.max_abs:>10.2e}{r.mean_abs:>10.2e}"
+            f"{r.model:<{w}}{r.precision:<14}{r.clips:>6}{r.max_abs:>10.2e}{r.mean_abs:>10.2e}"
             f"{r.cosine:>10.6f}{r.agreement:>11.1%}{pct(r.accuracy):>8}"
             f"{pct(r.reference_accuracy):>11}  {'ok' if r.passed else 'FAIL: ' + r.reason}"
         )
