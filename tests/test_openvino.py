@@ -275,6 +275,22 @@ def test_export_openvino_writes_verified_ir_that_runs_like_the_graph(
     assert load_backend(out / "tiny-prune8.xml").name.startswith("openvino[CPU,")  # .xml: OV
 
 
+def test_each_candidate_is_timed_in_a_child_process(tiny_onnx, tmp_path):
+    from edgevid.runtime.backends.choice import time_in_child
+
+    ms = time_in_child(tiny_onnx, "openvino-fp32", threads=1)
+    assert 0 < ms < 10_000
+    r = subprocess.run([sys.executable, "-m", "edgevid", "time-backend", str(tiny_onnx), "tvm"],
+                       capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert r.returncode == 2 and "choose from onnxruntime" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(ModelError) as e:  # the child's one line, without its "edgevid:" prefix
+        time_in_child(broken, "onnxruntime", threads=1)
+    assert str(e.value).startswith(str(broken)) and "\n" not in str(e.value)
+
+
 def test_auto_on_an_ir_times_openvino_precisions_only(tiny_onnx, tmp_path, monkeypatch):
     from edgevid.export.openvino_ir import onnx_to_ir
     from edgevid.runtime.backends.choice import timed_candidates

@@ -94,5 +94,6 @@ def test_verification_table_columns_line_up_for_long_model_names():
 
     short, long = "tiny-prune8.onnx", "tiny-timesformer-int8-dynamic.onnx"  # 34 characters
     lines = format_table([row(short, "fp32"), row(long, "int8-dynamic")]).splitlines()
-    starts = {line.rindex(p) for line, p in zip(lines, ("precision", "fp32", "int8-dynamic"))}
+    columns = ("precision", "fp32", "int8-dynamic")
+    starts = {line.rindex(p) for line, p in zip(lines, columns, strict=True)}
     assert len(starts) == 1 and lines[2].startswith(long + " ")

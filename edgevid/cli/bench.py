@@ -1,7 +1,7 @@
-"""``edgevid bench-model``: one model of ``edgevid bench``, in the child process it starts.
+"""Hidden commands that measure in a child process, so each measurement has its own memory.
 
-Hidden: ``edgevid bench`` runs it once per model so each has its own peak RSS; it prints
-the measurements as one JSON line.
+``edgevid bench-model``: one model of ``edgevid bench`` (its own peak RSS), as one JSON line.
+``edgevid time-backend``: one CPU candidate of ``--device auto``, its ms per clip.
 """
 
 from __future__ import annotations
@@ -28,4 +28,17 @@ def bench_model(model: str, video: str, **options) -> None:
     click.echo(json.dumps(run_bench(model, video, **options)))
 
 
-COMMANDS = [bench_model]
+@click.command("time-backend", hidden=True)
+@click.argument("model", type=click.Path())
+@click.argument("candidate")
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+def time_backend(model: str, candidate: str, threads: int | None) -> None:
+    """Time MODEL on one --device auto CANDIDATE in this process; print its ms per clip."""
+    from edgevid.runtime.backends.choice import CANDIDATES, time_candidate
+
+    if candidate not in CANDIDATES:
+        raise click.BadParameter(f"choose from {', '.join(CANDIDATES)}", param_hint="CANDIDATE")
+    click.echo(f"{time_candidate(model, candidate, threads):.3f}")
+
+
+COMMANDS = [bench_model, time_backend]

@@ -104,7 +104,7 @@ def load_backend(
         from edgevid.runtime.backends.choice import choose_cpu_backend
 
         choice, backend = choose_cpu_backend(
-            path, threads, lambda m, p: _open(m, path, device, threads, **_hint(p))
+            path, threads, lambda m, p: open_candidate(path, m, p, threads)
         )
         backend.selection = choice.note()
         return backend
@@ -126,6 +126,12 @@ def _stderr_line(line: str) -> None:
 
 def _open(module: str, path: Path, device: str, threads: int | None, **options) -> Backend:
     return importlib.import_module(module).BACKEND(path, device=device, threads=threads, **options)
+
+
+def open_candidate(path: Path, module: str, precision: str | None, threads: int | None) -> Backend:
+    """One CPU candidate of ``--device auto`` (a ``choice.CANDIDATES`` entry), opened as the
+    choice opens it."""
+    return _open(module, path, "auto", threads, **_hint(precision))
 
 
 __all__ = ["Backend", "DEVICES", "PRECISIONS", "backend_class", "load_backend", "uri_scheme"]

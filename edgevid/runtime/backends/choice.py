@@ -13,7 +13,9 @@ for an OpenVINO IR ``.xml`` the same rule among OpenVINO's precisions):
    the CPU lists BF16) is timed once on this graph, this CPU, these threads: a warm-up run, then
    the fastest of at least ``RUNS`` runs of one clip (more for small graphs, up to
    ``MIN_TIMING_S``: the fastest run is what load on a shared machine disturbs least).
-   The faster wins.
+   The faster wins. Each candidate is timed in a child process (``edgevid time-backend``), so
+   the running process never holds more than the chosen one: its peak memory is the same on
+   the first run as on every cached one. A candidate that fails to load there is left out.
 4. The result is cached beside the model in ``<model>.backend.json``, keyed by the file's
    size and mtime, the CPU, the thread count and both library versions; any change measures
    again. A folder that cannot be written to just means measuring at every start.
@@ -30,6 +32,8 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +50,7 @@ CACHE_SUFFIX = ".backend.json"  # <model>.backend.json beside the model
 RUNS = 3  # timed runs per candidate at least (after one warm-up)
 MIN_TIMING_S = 0.5  # ... and more runs, up to MAX_RUNS, until this much time was spent
 MAX_RUNS = 50
+TIMING_TIMEOUT_S = 600  # one candidate's load + timing in its child process
 ENV = "EDGEVID_CPU_BACKEND"  # onnxruntime | openvino | auto: overrides the measurement
 CONTRIB = "ONNX Runtime contrib ops"  # the reason a fused graph is ONNX Runtime's untimed
 ORT, OV = "edgevid.runtime.backends.onnxruntime", "edgevid.runtime.backends.openvino"
@@ -133,6 +138,34 @@ def time_backend(backend: Backend) -> float:
     return min(times)
 
 
+def time_in_child(model: Path, candidate: str, threads: int | None) -> float:
+    """Fastest ms of one clip through ``candidate``, timed in a child process (the hidden
+    ``edgevid time-backend``): what loading and compiling every candidate costs in memory
+    never adds to this process's peak, which then holds the chosen backend alone. A
+    candidate that cannot load there raises ModelError with the child's error line."""
+    cmd = [sys.executable, "-m", "edgevid", "time-backend", str(model), candidate]
+    cmd += ["--threads", str(threads)] if threads else []
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ModelError(f"{model}: timing {candidate} took over {TIMING_TIMEOUT_S} s") from None
+    if r.returncode != 0 or not r.stdout.strip():
+        lines = r.stderr.strip().splitlines() or [f"{model}: timing {candidate} failed"]
+        raise ModelError(lines[-1].removeprefix("edgevid: error: "))
+    return float(r.stdout.split()[-1])
+
+
+def time_candidate(model: str | os.PathLike, candidate: str, threads: int | None) -> float:
+    """Load ``model`` with one candidate in this process and time it (the child's side)."""
+    from edgevid.runtime.backends import open_candidate
+
+    backend = open_candidate(Path(model), *CANDIDATES[candidate], threads)
+    try:
+        return time_backend(backend)
+    finally:
+        backend.close()
+
+
 def read_cache(model: Path, key: dict) -> Choice | None:
     path = cache_path(model)
     try:
@@ -171,13 +204,14 @@ def choose_cpu_backend(
     if cached is not None:
         return cached, load(*CANDIDATES[cached.backend])
     ms: dict[str, float] = {}
-    for name in timed_candidates(ir):  # one loaded at a time: peak memory stays one model's
-        backend = load(*CANDIDATES[name])
+    failed: dict[str, str] = {}
+    for name in timed_candidates(ir):  # one at a time, each in a child process
         try:
-            ms[name] = time_backend(backend)
-        finally:
-            backend.close()
-            del backend
+            ms[name] = time_in_child(model, name, threads)
+        except ModelError as e:
+            failed[name] = str(e)
+    if not ms:
+        raise ModelError(next(iter(failed.values())))
     best = min(ms, key=ms.__getitem__)
     choice = Choice(best, ms, "measured")
     try:
