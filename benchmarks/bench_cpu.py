@@ -11,7 +11,7 @@ round-robin, so load that comes and goes on a shared machine hits every path ali
     ov-bf16             the FP32 graph, OpenVINO at bf16: edgevid's calibration-free path
     ov-qdq              edgevid's Q/DQ INT8 graph run by OpenVINO (float parts bf16)
     ov-int8-dynamic     edgevid's fused dynamic INT8 graph run by OpenVINO
-    auto-int8-cpu       edgevid's int8-cpu graph (Q/DQ, each attention one ONNX Attention),
+    auto-int8-cpu       edgevid's int8-cpu graph (Q/DQ, each attention's Q/K/V projected apart),
                         on the backend `edgevid run --device auto` picks for it (measured once,
                         cached beside the graph): OpenVINO at f32 on this CPU
     ov-nncf-int8        peer: OpenVINO + NNCF post-training INT8 (ModelType.TRANSFORMER,

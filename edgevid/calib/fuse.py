@@ -17,11 +17,10 @@ frame), so nothing TimeSformer-specific is needed beyond the pattern.
 
 These are ONNX Runtime contrib operators: CPU graphs only (TensorRT does not take them).
 
-``onnx-attention`` writes the same core as the standard ONNX ``Attention`` operator (opset 23)
-with its Q, K, V projections as three MatMul + Add: plain ONNX that OpenVINO reads as one
-scaled-dot-product attention (run by its fused MHA kernel, the head layout in the kernel),
-for the calibrated CPU graph (``int8-cpu``), whose projections the static quantizer makes
-INT8 while the attention core stays float. The graph is converted to opset 23 for it.
+``qkv-split`` (the calibrated CPU graph, ``int8-cpu``) keeps the attention core in plain ONNX
+and only splits the packed projection into Q, K and V projections, each with its own 4-D head
+layout: OpenVINO then runs the core as one INT8 attention kernel with no Gathers or 5-D
+transposes between the INT8 projections.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ class _Match:
     weights: np.ndarray  # ... and its values, read once while matching
     bias: str  # (3 * C,) packed QKV bias
     biases: np.ndarray  # ... and its values
+    layout: np.ndarray  # (5,) the packed projection's Reshape: (B', N, 3, H, D)
     out: str  # (B', N, C) attention output before the output projection
     heads: int
     scale: float
@@ -163,8 +163,9 @@ def _match_attention(g: _Graph, softmax) -> _Match | None:
         return None
     nodes = (proj, bias_add, split, perm, *gathers, k_t, scores, scaled, softmax, av, merge, out)
     return _Match(
-        nodes, proj.input[0], proj.input[1], weight, bias, bias_values, out.output[0], heads, scale
-    )
+        nodes, proj.input[0], proj.input[1], weight, bias, bias_values, shape5, out.output[0],
+        heads, scale,
+    )  # fmt: skip
 
 
 def _is(g: _Graph, name: str, value: float) -> bool:
@@ -263,45 +264,43 @@ def fuse_attention(model) -> int:
     return _replace(model, replacements, CONTRIB)
 
 
-ATTENTION_OPSET = 23  # the first opset with the standard Attention operator
+def fuse_qkv_split(model) -> int:
+    """Split every packed-QKV projection in ``model`` into Q, K and V projections, each laid
+    out as (B', H, N, D) by its own Reshape + Transpose; the number split.
 
+    The 5-D reshape, the transpose of all three and the three Gathers are gone; the attention
+    core (q·kᵀ, scale, Softmax, ·v) stays as it was, in plain ONNX. The static quantizer then
+    makes the three projections and the core's two matmuls INT8, and OpenVINO runs each core
+    as one INT8 attention kernel with the head transposes folded into it."""
+    from onnx import helper, numpy_helper
 
-def fuse_attention_onnx(model) -> int:
-    """Replace the core of every packed-QKV self-attention in ``model`` by one standard ONNX
-    ``Attention`` node (opset 23; the graph is converted first); the number replaced."""
-    from onnx import helper, version_converter
-
-    if not _attentions(model):
-        return 0
-    if _opset(model) < ATTENTION_OPSET:
-        model.CopyFrom(version_converter.convert_version(model, ATTENTION_OPSET))
-        model.ir_version = max(model.ir_version, 10)  # what opset 23 needs
     replacements = []
-    for i, m in enumerate(_attentions(model)):  # matched again: the conversion renamed nothing
+    for i, m in enumerate(_attentions(model)):
         nodes, qkv = _qkv_projections(model, m, i, bias=True)
-        core = helper.make_node(
-            "Attention", qkv, [m.out], f"Attention_{i}",
-            q_num_heads=m.heads, kv_num_heads=m.heads, scale=m.scale,
-        )  # fmt: skip
-        replacements.append((m.nodes, [*nodes, core]))
+        heads = f"{m.out}_heads_shape_{i}"  # (B', N, H, D): the packed shape without its 3
+        model.graph.initializer.append(numpy_helper.from_array(np.delete(m.layout, 2), heads))
+        for out, gather in zip(qkv, m.nodes[4:7], strict=True):  # the q, k, v Gathers
+            nodes += [
+                helper.make_node("Reshape", [out, heads], [f"{out}_heads"], name=f"{out}_split"),
+                helper.make_node("Transpose", [f"{out}_heads"], [gather.output[0]],
+                                 name=f"{out}_layout", perm=[0, 2, 1, 3]),
+            ]  # fmt: skip
+        replacements.append((m.nodes[:7], nodes))  # the projection through the Gathers
     return _replace(model, replacements)
-
-
-def _opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _replace(
     model, replacements: list[tuple[tuple[Any, ...], list[Any]]], domain: str | None = None
 ) -> int:
-    """Swap each group of nodes for its new nodes, placed where the group's last node was;
-    ``domain``: the operator set the new nodes need declared (None: the default one)."""
+    """Swap each group of nodes for its new nodes, placed where the group's first node was
+    (they read only what that node could); ``domain``: the operator set the new nodes need
+    declared (None: the default one)."""
     from onnx import helper
 
     if not replacements:
         return 0
     drop = {id(n) for old, _ in replacements for n in old}
-    at = {id(old[-1]): new for old, new in replacements}
+    at = {id(old[0]): new for old, new in replacements}
     nodes = []
     for n in model.graph.node:
         if id(n) in at:
@@ -329,7 +328,7 @@ def _drop_unused(graph) -> None:
 FUSIONS: dict[str, Callable[[Any], int]] = {  # name (a precision row's fusions) -> fusion
     "attention": fuse_attention,
     "gelu": fuse_gelu,
-    "onnx-attention": fuse_attention_onnx,
+    "qkv-split": fuse_qkv_split,
 }
 
 

@@ -8,10 +8,10 @@ INT8 costs accuracy and buys little. ONNX Runtime runs the same graph on a CPU, 
 accuracy is checked before any engine is built.
 
 The CPU variant of the static graph (``int8-cpu``, the same quantizer): before calibration
-each attention is rewritten as three Q/K/V MatMuls and one standard ONNX ``Attention``
-(``edgevid.calib.fuse``), so OpenVINO runs the core in its fused attention kernel and no
-head-layout ops sit between the INT8 projections (prune8: ~5% faster than ``int8-static``
-on OpenVINO, which this graph is for; ONNX Runtime runs the opset-23 Attention slowly).
+each attention's packed QKV projection is split into Q, K and V projections with their own
+head layout (``edgevid.calib.fuse``, ``qkv-split``), so OpenVINO runs each attention core as
+one INT8 kernel and no Gathers or 5-D transposes sit between the INT8 projections (prune8
+on OpenVINO: ~1.2x NNCF's INT8 and ~1.1x ``int8-static``, one interleaved run).
 
 Dynamic (``onnx_to_int8_dynamic``): int8 weights, activations quantized per batch at run
 time. No calibration; ONNX Runtime's fastest CPU path, not a TensorRT input. Its precision

@@ -32,7 +32,7 @@ INT8_MODES = [p.removeprefix("int8-") for p in EXPORTED if p.startswith("int8-")
     type=click.Choice(INT8_MODES),
     help="Also write an INT8 graph: static Q/DQ (TensorRT and CPUs, calibrated on "
     "--calib-data, default: the checkpoint run's split), cpu (calibrated like static, each "
-    "attention one ONNX Attention op: the fastest graph on OpenVINO) or dynamic (ONNX "
+    "attention's Q, K, V projected apart: the fastest graph on OpenVINO) or dynamic (ONNX "
     "Runtime, no calibration). Same as --precision int8-MODE.",
 )
 @click.option("--calib-data", type=click.Path(), help="Dataset folder or manifest to calibrate on.")

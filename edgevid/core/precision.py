@@ -62,7 +62,7 @@ PRECISIONS: dict[str, Precision] = {
         Precision("int8-dynamic", "-int8-dynamic", "int8", _INT8,
                   fusions=("attention", "gelu")),
         Precision("int8-cpu", "-int8-cpu", "int8", _INT8, calibrated=True,
-                  fusions=("onnx-attention",)),
+                  fusions=("qkv-split",)),
     )
 }  # fmt: skip
 EXPORTED = tuple(n for n, p in PRECISIONS.items() if p.exported and n != "fp32")  # beyond FP32
