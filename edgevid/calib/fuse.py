@@ -7,20 +7,19 @@ a packed QKV projection and a dozen small ops per attention::
       -> Gather q, k, v -> q @ k^T -> Mul(scale) -> Softmax -> @ v
       -> Transpose (B', N, H, D) -> Reshape (B', N, H*D)
 
-which is exactly what ONNX Runtime's ``com.microsoft.Attention`` computes from ``x``, the
-packed weights and bias (Q, K, V columns in that order, heads in order inside each). Written
-as one ``Attention`` node, ONNX Runtime's dynamic quantizer turns it into ``QAttention``: the
-QKV projection in INT8 and the attention core in one multithreaded kernel, with none of the
-reshapes, transposes, gathers and scale multiplies in between. Both attentions of a layer
-are plain self-attention over a batch of sequences (frames of one patch; patches of one
-frame), so nothing TimeSformer-specific is needed beyond the pattern.
+Both attentions of a layer are plain self-attention over a batch of sequences (frames of one
+patch; patches of one frame), so nothing TimeSformer-specific is needed beyond the pattern.
+A precision row's ``fusions`` name the rewrites made before its quantizer runs:
 
-These are ONNX Runtime contrib operators: CPU graphs only (TensorRT does not take them).
-
-``qkv-split`` (the calibrated CPU graph, ``int8-cpu``) keeps the attention core in plain ONNX
-and only splits the packed projection into Q, K and V projections, each with its own 4-D head
-layout: OpenVINO then runs the core as one INT8 attention kernel with no Gathers or 5-D
-transposes between the INT8 projections.
+- ``attention`` (``int8-dynamic``): the Q, K, V projections as three MatMuls (INT8 after
+  quantization) and the rest as one ``com.microsoft.MultiHeadAttention``, which adds the
+  bias and lays out the heads itself: none of the reshapes, transposes, gathers and scale
+  multiplies are left. ``gelu``: the written-out exact GELU as one ``com.microsoft.Gelu``.
+  Contrib operators: ONNX Runtime only.
+- ``qkv-split`` (``int8-cpu``): plain ONNX. Only the packed projection is split into Q, K
+  and V projections, each with its own 4-D head layout; the core stays. The static quantizer
+  makes its two matmuls INT8 too, and OpenVINO runs each core as one INT8 attention kernel
+  with no Gathers or 5-D transposes between the INT8 projections.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class Precision:
     calibrated: bool = False  # needs calibration clips (--calib-data)
     exported: bool = True  # `edgevid export` writes a graph in it
     # graph rewrites applied before quantization (edgevid.calib.fuse.FUSIONS): fewer float ops
-    # around the INT8 matmuls. A row with fusions is a CPU graph: TensorRT is not given it
+    # around the INT8 matmuls. A row with fusions is a CPU graph: TensorRT builds from others
     fusions: tuple[str, ...] = ()
 
 

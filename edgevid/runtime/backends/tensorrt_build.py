@@ -71,8 +71,8 @@ def build_plan(
     row = get_precision(precision, ExportError)
     if row.fusions:
         raise ExportError(
-            f"{precision} graphs are rewritten for CPU engines and TensorRT does not read them: "
-            "build the engine from the int8-static graph (export --int8 static)"
+            f"{precision} graphs are rewritten for CPU engines (ONNX Runtime, OpenVINO): build "
+            "TensorRT engines from the int8-static graph (export --int8 static)"
         )
     major, minor = version
     if (major, minor) < (8, 5):
