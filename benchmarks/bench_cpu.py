@@ -409,6 +409,12 @@ def print_row(r: dict) -> None:
     )
 
 
+def paired_ratio(slow: list[float], fast: list[float]) -> float:
+    """Geometric mean of the per-round ratios: two paths timed back to back in one round see
+    the same load, so the ratio of each round cancels most of what a shared machine adds."""
+    return float(np.exp(np.mean(np.log(np.asarray(slow) / np.asarray(fast)))))
+
+
 def targets(rows: list[dict], rates: dict[str, float]) -> list[str]:
     """The issue's targets that one run can check, stated plainly."""
     lines = []
@@ -418,9 +424,11 @@ def targets(rows: list[dict], rates: dict[str, float]) -> list[str]:
         best = min(own, key=lambda p: by[p]["median_s"])
         for peer in (p for p in PEERS if p in by):
             ratio = by[peer]["median_s"] / by[best]["median_s"]
+            paired = paired_ratio(by[peer]["times_s"], by[best]["times_s"])
             lines.append(
-                f"{variant}: edgevid's best path {best} = {ratio:.2f}x {peer} "
-                f"(target >= 1.3x): {'met' if ratio >= 1.3 else 'NOT met'}"
+                f"{variant}: edgevid's best path {best} = {ratio:.2f}x {peer} by medians, "
+                f"{paired:.2f}x paired by round (target >= 1.3x): "
+                f"{'met' if min(ratio, paired) >= 1.3 else 'NOT met'}"
             )
         if "ov-bf16" in by and "ort-fp32" in by:
             r = by["ov-bf16"]
