@@ -73,7 +73,7 @@ def test_openvino_matches_onnxruntime(graphs, clips_input, graph, precision):
 def test_openvino_matches_onnxruntime_on_the_other_tiny_variants(variant, tmp_path, synth_root):
     import torch
 
-    from edgevid.calib.quantize import onnx_to_int8_dynamic
+    from edgevid.calib.quantize import QUANTIZERS
     from edgevid.core.clips import dataset_clips, graph_input
     from edgevid.export.torch_to_onnx import torch_to_onnx
     from edgevid.train.checkpoint import meta_for
@@ -83,20 +83,22 @@ def test_openvino_matches_onnxruntime_on_the_other_tiny_variants(variant, tmp_pa
 
     torch.manual_seed(0)
     model = create_model(variant, labels=SYNTH_LABELS).eval()
-    fp32 = torch_to_onnx(model, meta_for(model), tmp_path / f"{variant}.onnx")
-    dyn = onnx_to_int8_dynamic(fp32, tmp_path / f"{variant}-int8.onnx")
     meta = meta_for(model)
+    fp32 = torch_to_onnx(model, meta, tmp_path / f"{variant}.onnx")
+    calib = dataset_clips(synth_root, meta, 8)
+    graphs = {"fp32": fp32}
+    for name, quantize in QUANTIZERS.items():  # every INT8 graph the export writes
+        args = (calib,) if PRECISIONS[name].calibrated else ()
+        graphs[name] = quantize(fp32, tmp_path / f"{variant}-{name}.onnx", *args)
     x = graph_input(dataset_clips(synth_root, meta, 6, split="test").frames, meta)
-    for path, precision, tol in [
-        (fp32, "fp32", "fp32"),
-        (fp32, "bf16", "bf16"),
-        (dyn, "fp32", "int8-dynamic"),
-    ]:
-        stats = compare(
-            load_backend(path, "cpu").run(x),
-            load_backend(path, "openvino", precision=precision).run(x),
-        )
-        assert not judge(stats, get_precision(tol).tolerance), (path.name, precision, stats)
+    for graph, path in graphs.items():
+        for precision in ("fp32", "bf16"):
+            stats = compare(
+                load_backend(path, "cpu").run(x),
+                load_backend(path, "openvino", precision=precision).run(x),
+            )
+            tol = get_precision("bf16" if (graph, precision) == ("fp32", "bf16") else graph)
+            assert not judge(stats, tol.tolerance), (path.name, precision, stats)
 
 
 NAMES = {  # auto-choice candidate -> the backend's name once loaded
