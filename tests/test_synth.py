@@ -129,3 +129,14 @@ def test_chosen_motions_only(tmp_path):
 def test_bad_arguments(tmp_path, kw):
     with pytest.raises(DataError):
         make_synthetic_dataset(tmp_path, **kw)
+
+
+@pytest.mark.parametrize("motions", [(), ("Grow",), ("Grow", "Jump")])
+def test_untrimmed_video_refuses_the_motions_the_dataset_refuses(tmp_path, motions):
+    from edgevid.train.synth import make_untrimmed_video
+
+    with pytest.raises(DataError, match="need 2 to"):
+        make_synthetic_dataset(tmp_path / "d", motions=motions)
+    with pytest.raises(DataError, match="need 2 to"):
+        make_untrimmed_video(tmp_path / "u.mp4", motions=motions)
+    assert not (tmp_path / "u.mp4").exists()

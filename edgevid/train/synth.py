@@ -223,7 +223,7 @@ def make_untrimmed_video(
     from edgevid._atomic import write_json
 
     cfg = config or SynthConfig()
-    names = _motion_names(classes, motions or None)
+    names = _motion_names(classes, motions)
     if segments < 1:
         raise DataError(f"--segments must be at least 1, got {segments}")
     rng = np.random.default_rng(seed)
