@@ -106,9 +106,13 @@ def tiny_raw_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     return torch_to_onnx(model, meta, tmp_path_factory.mktemp("raw") / "raw.onnx", raw_input=True)
 
 
-def with_ctrl_c() -> None:
-    """``preexec_fn`` for a child that must see Ctrl-C: a shell's background job starts with
-    SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt."""
+def with_stop_signals() -> None:
+    """``preexec_fn`` for a child that must see the stop signals a test sends it: a shell's
+    background job starts with SIGINT ignored and a ``nohup`` one with SIGHUP ignored; the
+    child inherits that (Python then installs no KeyboardInterrupt, and ``edgevid run`` keeps
+    a signal that was ignored on purpose ignored), so a suite started that way would see
+    those signals do nothing."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgevid.core.video import probe_video
+from tests.conftest import with_stop_signals
 from tests.test_sources import MjpegServer
 from tests.test_stream import RESULT_KEYS, assert_clear_error, edgevid
 
@@ -56,7 +57,7 @@ def test_stop_signal_mid_stream_ends_like_ctrl_c(sig, tiny_onnx, media_dir, tmp_
         [sys.executable, "-m", "edgevid", "run", "-s", str(media_dir / "bikes.mp4"),
          "-m", str(tiny_onnx), "--realtime", "--json", str(log), "--events", str(events),
          "-o", str(video)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_stop_signals,
     )  # fmt: skip
     first = wait_for_lines(log, proc)  # flushed per result: readable during the run
     assert proc.poll() is None and set(first[0]) == RESULT_KEYS

@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgevid.cli import main
-from tests.conftest import MEDIA, ROOT, needs_torch
+from tests.conftest import MEDIA, ROOT, needs_torch, with_stop_signals
 
 CLIP = MEDIA / "carphone_pristine.mp4"  # 120 frames, 176x144: the cheapest real clip
 
@@ -539,8 +539,8 @@ def test_int8_static_without_calibration_data_fails_before_loading(tmp_path):
 def _spawn(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "edgevid", *map(str, args)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "edgevid", *map(str, args)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_stop_signals,
     )  # fmt: skip
 
 

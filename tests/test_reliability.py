@@ -19,7 +19,7 @@ import pytest
 
 from edgevid.core._cv import cv2
 from edgevid.core.video import write_video
-from tests.conftest import with_ctrl_c
+from tests.conftest import with_stop_signals
 from tests.test_sources import MjpegServer
 from tests.test_stream import assert_clear_error, edgevid
 
@@ -289,7 +289,7 @@ def test_interrupt_exit_code_for_long_commands(synth_root, tmp_path):
         [sys.executable, "-m", "edgevid", "train", "--variant", "tiny-scratch", "--data",
          str(synth_root), "--epochs", "50", "--out", str(tmp_path / "run"), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=with_ctrl_c,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=with_stop_signals,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (tmp_path / "run").exists():

@@ -16,7 +16,7 @@ from edgevid.core._cv import cv2
 from edgevid.core.video import iter_frames, probe_video, read_video
 from edgevid.runtime.classifier import Classifier
 from edgevid.runtime.streamer import Streamer, stream
-from tests.conftest import with_ctrl_c
+from tests.conftest import with_stop_signals
 from tests.test_sources import FAST, MjpegServer
 
 onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (onnx)")
@@ -320,7 +320,7 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgevid", "run", "-s", str(media_dir / "bikes.mp4"),
          "-m", str(tiny_onnx), "--realtime", "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_ctrl_c,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_stop_signals,
     )  # fmt: skip
     first = json.loads(proc.stdout.readline())  # running: the first result is out
     proc.send_signal(signal.SIGINT)
