@@ -25,7 +25,6 @@ A precision row's ``fusions`` name the rewrites made before its quantizer runs:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -340,9 +339,6 @@ def fuse_graph(
     unknown = [n for n in names if n not in FUSIONS]
     if unknown:
         raise ExportError(f"unknown graph fusion {unknown[0]!r}; edgevid has {', '.join(FUSIONS)}")
-    if not names:
-        shutil.copyfile(src, dst)
-        return {}
     model = onnx.load(str(src))
     made = {name: FUSIONS[name](model) for name in names}
     onnx.save(model, str(dst))

@@ -112,8 +112,8 @@ def onnx_to_int8_static(
     meta = _fp32_meta(src)
     reader = ClipReader(clips, meta, input_name(meta))
     with tempfile.TemporaryDirectory(prefix="edgevid-calib-") as work:
-        pre, fused = Path(work) / "pre.onnx", Path(work) / "fused.onnx"
-        made = fuse_graph(src, fused, get_precision(precision).fusions)
+        pre = Path(work) / "pre.onnx"
+        fused, made = _fused(src, Path(work), get_precision(precision).fusions)
         _preprocess(fused, pre)
         out = Path(work) / "int8.onnx"
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
@@ -156,8 +156,7 @@ def onnx_to_int8_dynamic(
     names = get_precision("int8-dynamic").fusions if fusions is None else fusions
     with tempfile.TemporaryDirectory(prefix="edgevid-quant-") as work:
         pre = Path(work) / "pre.onnx"
-        fused = Path(work) / "fused.onnx"
-        made = fuse_graph(src, fused, names)
+        fused, made = _fused(src, Path(work), names)
         _preprocess(fused, pre)
         out = Path(work) / "int8.onnx"
         q.quantize_dynamic(
@@ -178,6 +177,17 @@ def _fp32_meta(src: str | os.PathLike):
             f"{src}: INT8 quantization needs an fp32 graph, this one is {meta.precision}"
         )
     return meta
+
+
+def _fused(
+    src: str | os.PathLike, work: Path, names: tuple[str, ...]
+) -> tuple[Path, dict[str, int]]:
+    """The graph to quantize: ``src`` with the fusions ``names`` applied (a scratch file in
+    ``work``), or ``src`` itself when there are none; and how many of each were made."""
+    if not names:
+        return Path(src), {}
+    fused = work / "fused.onnx"
+    return fused, fuse_graph(src, fused, names)
 
 
 def _preprocess(src: str | os.PathLike, dst: Path) -> None:

@@ -103,9 +103,7 @@ def load_backend(
     if device == "auto" and not hinted and path.suffix.lower() in (".onnx", ".xml"):
         from edgevid.runtime.backends.choice import choose_cpu_backend
 
-        choice, backend = choose_cpu_backend(
-            path, threads, lambda m, p: open_candidate(path, m, p, threads)
-        )
+        choice, backend = choose_cpu_backend(path, threads)
         backend.selection = choice.note()
         return backend
     if module.endswith(".openvino"):

@@ -35,7 +35,6 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import numpy as np
 from edgevid._atomic import write_json
 from edgevid.core.artifact import read_meta
 from edgevid.errors import MetadataError, ModelError
+from edgevid.runtime.backends import open_candidate
 from edgevid.runtime.backends.base import Backend
 
 CACHE_SUFFIX = ".backend.json"  # <model>.backend.json beside the model
@@ -157,8 +157,6 @@ def time_in_child(model: Path, candidate: str, threads: int | None) -> float:
 
 def time_candidate(model: str | os.PathLike, candidate: str, threads: int | None) -> float:
     """Load ``model`` with one candidate in this process and time it (the child's side)."""
-    from edgevid.runtime.backends import open_candidate
-
     backend = open_candidate(Path(model), *CANDIDATES[candidate], threads)
     try:
         return time_backend(backend)
@@ -177,32 +175,31 @@ def read_cache(model: Path, key: dict) -> Choice | None:
     return Choice(d["backend"], dict(d.get("ms", {})), "cached", str(path))
 
 
-def choose_cpu_backend(
-    model: str | os.PathLike, threads: int | None, load: Callable[[str, str | None], Backend]
-) -> tuple[Choice, Backend]:
-    """Pick the faster CPU backend for ``model`` (cached); returns it loaded.
-
-    ``load(module_name, precision) -> Backend`` opens the model with one candidate.
-    """
+def choose_cpu_backend(model: str | os.PathLike, threads: int | None) -> tuple[Choice, Backend]:
+    """Pick the faster CPU backend for ``model`` (cached); returns it loaded."""
     model = Path(model)
+
+    def load(name: str) -> Backend:
+        return open_candidate(model, *CANDIDATES[name], threads)
+
     ir = model.suffix.lower() == ".xml"  # OpenVINO IR: only OpenVINO's precisions compete
     forced = os.environ.get(ENV, "auto").strip().lower()
     if ir and forced == "onnxruntime":
         forced = "openvino"  # an IR has one engine: its default precision
     if forced in CANDIDATES:
-        return Choice(forced, {}, ENV), load(*CANDIDATES[forced])
+        return Choice(forced, {}, ENV), load(forced)
     if forced != "auto":
         raise ModelError(f"{ENV}={forced!r}: choose auto, {', '.join(CANDIDATES)}")
     if not ir and has_gpu_provider():
-        return Choice("onnxruntime", {}, "GPU"), load(*CANDIDATES["onnxruntime"])
+        return Choice("onnxruntime", {}, "GPU"), load("onnxruntime")
     if not ir and not has_openvino():
-        return Choice("onnxruntime", {}, "only candidate"), load(*CANDIDATES["onnxruntime"])
+        return Choice("onnxruntime", {}, "only candidate"), load("onnxruntime")
     if not ir and has_contrib_ops(model):
-        return Choice("onnxruntime", {}, CONTRIB), load(*CANDIDATES["onnxruntime"])
+        return Choice("onnxruntime", {}, CONTRIB), load("onnxruntime")
     key = cache_key(model, threads)
     cached = read_cache(model, key)
     if cached is not None:
-        return cached, load(*CANDIDATES[cached.backend])
+        return cached, load(cached.backend)
     ms: dict[str, float] = {}
     failed: dict[str, str] = {}
     for name in timed_candidates(ir):  # one at a time, each in a child process
@@ -219,7 +216,7 @@ def choose_cpu_backend(
         choice.cache = str(cache_path(model))
     except OSError:
         pass  # a read-only folder: measure again next time
-    return choice, load(*CANDIDATES[best])
+    return choice, load(best)
 
 
 def has_contrib_ops(model: Path) -> bool:
