@@ -13,7 +13,8 @@ round-robin, so load that comes and goes on a shared machine hits every path ali
     ov-int8-dynamic     edgevid's fused dynamic INT8 graph run by OpenVINO
     auto-int8-cpu       edgevid's int8-cpu graph (Q/DQ, each attention's Q/K/V projected apart),
                         on the backend `edgevid run --device auto` picks for it (measured once,
-                        cached beside the graph): OpenVINO at f32 on this CPU
+                        cached beside the graph): OpenVINO on this CPU, its float parts at
+                        f32 or bf16 as the measurement falls (within a few percent here)
     ov-nncf-int8        peer: OpenVINO + NNCF post-training INT8 (ModelType.TRANSFORMER,
                         --nncf-clips calibration clips), only if nncf is installed; OpenVINO's
                         default precision for the float parts (bf16 where the CPU lists it)
