@@ -170,6 +170,8 @@ def run_streams(
         try:
             with _loop_signals():
                 for step in streamer.steps():
+                    for i in step.stilled:  # a still stream's action has ended
+                        emit(segmenters[i].finish())
                     for result in step.results:
                         delivery.result(result)
                         if on_result is not None:

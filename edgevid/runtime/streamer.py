@@ -6,6 +6,8 @@
 Several sources are read side by side; every step takes at most one new frame from each
 (never waiting for a slow camera while a fast one has frames), pushes it into that
 stream's buffer, and runs ONE batched inference for every stream whose turn it is.
+With ``gate="motion"`` a stream's turn is skipped while none of its window's frames moved
+(:mod:`edgevid.runtime.motion`): a still camera costs its decode, not the model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from edgevid.errors import EdgevidError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
+from edgevid.runtime.motion import GATES, MotionConfig, MotionGate
 from edgevid.runtime.smoothing import Smoother, decide, make_smoother
 from edgevid.runtime.sources import SourceOptions
 from edgevid.runtime.stats import Stats, StreamCounts
@@ -39,6 +42,8 @@ class StreamConfig:
     max_frames: int | None = None  # stop each stream after this many frames (None: its end)
     capture: CaptureConfig = field(default_factory=CaptureConfig)  # queue, realtime, reconnect
     options: SourceOptions = field(default_factory=SourceOptions)  # timeouts, CSI geometry
+    gate: str = "none"  # "motion": skip a stream's windows while none of their frames moved
+    motion: MotionConfig = field(default_factory=MotionConfig)  # the gate's detector settings
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Result:
 class Step:
     frames: list[Frame]  # the frames read this step (at most one per stream)
     results: list[Result]  # the inferences this step produced (possibly none)
+    stilled: list[int] = field(default_factory=list)  # streams whose motion gate closed now
 
 
 @dataclass
@@ -97,6 +103,8 @@ class _Lane:
     newest: Frame | None = None  # last frame taken from the source
     prep_s: float = 0.0  # preprocessing time of the newest buffered frame
     fresh: bool = False  # a frame entered the buffer since the last inference
+    gate: MotionGate | None = None  # motion gating (None: every due window is classified)
+    still: bool = False  # the gate skipped this stream's latest due window
 
     @property
     def active(self) -> bool:
@@ -124,6 +132,8 @@ class Streamer:
         self.config = replace(config or StreamConfig(), **overrides)
         if self.config.every < 1 or (self.config.stride or 1) < 1:
             raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
+        if self.config.gate not in GATES:
+            raise EdgevidError(f"unknown gate {self.config.gate!r}; choose from {', '.join(GATES)}")
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
         uris = [sources] if isinstance(sources, str | os.PathLike | int) else list(sources)
         self.stats = Stats()
@@ -144,7 +154,8 @@ class Streamer:
         counts = StreamCounts(src.uri)
         self.stats.streams.append(counts)
         buffer = ClipBuffer(meta.num_frames, meta.image_size, stride)
-        return _Lane(src, buffer, make_smoother(cfg.smooth), counts)
+        gate = MotionGate(meta.num_frames * stride, cfg.motion) if cfg.gate == "motion" else None
+        return _Lane(src, buffer, make_smoother(cfg.smooth), counts, gate=gate)
 
     def window_seconds(self, stream: int) -> float:
         """Seconds of video one window of ``stream`` spans (T frames at its stride)."""
@@ -156,12 +167,13 @@ class Streamer:
         with self:
             while any(lane.active for lane in self.lanes):
                 frames = self._read()
-                due = [lane for frame in frames if (lane := self._push(frame))]
+                pushed = [(frame.stream, self._push(frame)) for frame in frames]
+                due = [lane for _, lane in pushed if isinstance(lane, _Lane)]
                 results = self._classify(due) if due else []
                 short = [lane for lane in self.lanes if lane.ended_short]
                 if short:  # files shorter than one window still get their one result
                     results += self._classify(short, padded=True)
-                yield Step(frames, results)
+                yield Step(frames, results, [i for i, lane in pushed if lane is _STILLED])
             self.stats.stop()
 
     def _read(self) -> list[Frame]:
@@ -179,8 +191,9 @@ class Streamer:
                 return frames
             self._wake.wait(WAIT_S)
 
-    def _push(self, frame: Frame) -> _Lane | None:
-        """Buffer ``frame``; return its lane if an inference is due now."""
+    def _push(self, frame: Frame) -> _Lane | object | None:
+        """Buffer ``frame``; return its lane if an inference is due now, ``_STILLED`` if its
+        motion gate closed now (the stream went still)."""
         lane = self.lanes[frame.stream]
         lane.counts.frames_read += 1
         self.stats.add("decode", frame.decode_s)
@@ -191,11 +204,28 @@ class Streamer:
             lane.fresh = True
         max_frames = self.config.max_frames
         lane.finished = max_frames is not None and frame.index + 1 >= max_frames
+        if lane.gate is not None:
+            self._observe(lane, frame)
         lane.newest = frame
         if lane.buffer.full and lane.fresh and frame.index >= lane.next_due:
             lane.next_due, lane.fresh = frame.index + self.config.every, False
-            return lane
+            if lane.gate is None or lane.gate.moving(frame.index):
+                lane.still = False
+                return lane
+            lane.counts.windows_skipped += 1
+            if not lane.still:  # stale evidence: the next moving window starts afresh
+                lane.still = True
+                lane.smoother.reset()
+                return _STILLED
         return None
+
+    def _observe(self, lane: _Lane, frame: Frame) -> None:
+        """Run the motion detector on ``frame``; count the time a still stream idles."""
+        t0 = time.perf_counter()
+        lane.gate.observe(frame.index, frame.image)  # type: ignore[union-attr]
+        self.stats.add("motion", time.perf_counter() - t0)
+        if lane.still and lane.newest is not None:
+            lane.counts.idle_s += max(0.0, frame.timestamp - lane.newest.timestamp)
 
     def _classify(self, due: list[_Lane], padded: bool = False) -> list[Result]:
         """One batched inference for every due stream."""
@@ -255,6 +285,9 @@ class Streamer:
                 self.stats.stages[stage].extend(seconds)
         if self.stats.finished is None:
             self.stats.stop()
+
+
+_STILLED = object()  # _push's answer when a stream's motion gate closes
 
 
 def stream(
