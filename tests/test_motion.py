@@ -50,7 +50,8 @@ def scene(bikes, tmp_path_factory) -> dict[str, Path]:
     return {
         "still": write_video(out / "still.mp4", still, FPS),
         "gap": write_video(
-            out / "gap.mp4", np.concatenate([still[:100], moving, still_frames(moving[-1], 140)]),
+            out / "gap.mp4",
+            np.concatenate([still[:100], moving, still_frames(moving[-1], 140)]),
             FPS,
         ),
     }

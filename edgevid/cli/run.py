@@ -51,7 +51,8 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               "docs/multi-camera.md.")  # fmt: skip
 @click.option("--motion-threshold", default=MotionConfig.threshold, show_default=True,
               type=click.IntRange(1, 255),
-              help="Grey levels a pixel must change by to count as moving (--gate motion).")  # fmt: skip
+              help="Grey levels a pixel must change by to count as moving "
+              "(--gate motion).")  # fmt: skip
 @click.option("--motion-area", default=MotionConfig.min_area, show_default=True,
               type=click.FloatRange(0, 1),
               help="Share of the frame that must move for a frame to count as moving "
