@@ -5,6 +5,7 @@ still, and results unchanged when every window moves or the gate is off."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,15 @@ def test_unknown_gate_is_a_clear_error(tiny_onnx, media_dir):
 
     with pytest.raises(EdgevidError, match="unknown gate 'pixels'"):
         Streamer(media_dir / "bikes.mp4", Classifier(tiny_onnx), gate="pixels")
+
+
+@pytest.mark.slow
+def test_run_gate_motion_via_cli(tiny_onnx, scene, tmp_path):
+    from tests.test_stream import edgevid
+
+    log = tmp_path / "results.jsonl"
+    proc = edgevid("run", "-s", str(scene["still"]), "-m", str(tiny_onnx), "--gate", "motion",
+                   "--json", str(log))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(log.read_text().splitlines()) == 1  # the warm-up window alone
+    assert re.search(r"motion gate: \d+ still windows skipped, [\d.]+ s idle", proc.stderr)

@@ -175,6 +175,8 @@ def predict(
         seg = Segmenter(cfg, 0, streamer.lanes[0].source.uri)  # type: ignore[arg-type]
         results = []
         for step in streamer.steps():
+            if step.stilled:  # gate="motion": the stream went still, its action ended
+                seg.finish()
             for r in step.results:
                 results.append(r)
                 seg.update(r.window_centre, r.probs, clf.labels)
