@@ -180,3 +180,18 @@ def test_run_gate_motion_via_cli(tiny_onnx, scene, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(log.read_text().splitlines()) == 1  # the warm-up window alone
     assert re.search(r"motion gate: \d+ still windows skipped, [\d.]+ s idle", proc.stderr)
+
+
+def test_untrimmed_video_with_still_gaps_is_still_to_the_detector_between_actions(tmp_path):
+    from edgevid.train.synth import make_untrimmed_video
+
+    video = tmp_path / "gaps.mp4"
+    truth = make_untrimmed_video(video, segments=3, segment_s=(1.0, 1.5), gap_s=(1.0, 2.0))
+    fps = 15.0
+    for a, b in zip(truth, truth[1:], strict=False):
+        assert 1.0 - 1 / fps <= b.start - a.end <= 2.0 + 1 / fps
+    moved = detect(frames_of(video))
+    for seg in truth:  # every action moves, every gap (after the background settles) does not
+        assert np.mean(moved[seg.start_frame + 1 : seg.end_frame]) > 0.9
+    for a, b in zip(truth, truth[1:], strict=False):
+        assert not any(moved[a.end_frame + 8 : b.start_frame])
