@@ -195,3 +195,18 @@ def test_untrimmed_video_with_still_gaps_is_still_to_the_detector_between_action
         assert np.mean(moved[seg.start_frame + 1 : seg.end_frame]) > 0.9
     for a, b in zip(truth, truth[1:], strict=False):
         assert not any(moved[a.end_frame + 8 : b.start_frame])
+
+
+def test_a_gated_buffer_prepares_frames_only_when_a_clip_needs_them(bikes):
+    from edgevid.runtime.buffer import ClipBuffer
+
+    eager, lazy = ClipBuffer(8, 64, stride=2), ClipBuffer(8, 64, stride=2)
+    for i, image in enumerate(bikes[:40]):
+        eager.push(i, image)
+        lazy.push(i, image, prepare=False)
+    assert lazy.prepare_pending() == 8 and lazy.prepare_pending() == 0  # the ring holds 8
+    for i, image in enumerate(bikes[40:60], 40):
+        eager.push(i, image)
+        lazy.push(i, image, prepare=False)
+    np.testing.assert_array_equal(lazy.clip(), eager.clip())
+    np.testing.assert_array_equal(lazy.indices(), eager.indices())

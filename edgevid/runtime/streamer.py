@@ -198,9 +198,11 @@ class Streamer:
         lane.counts.frames_read += 1
         self.stats.add("decode", frame.decode_s)
         t0 = time.perf_counter()
-        if lane.buffer.push(frame.index, frame.image):
-            lane.prep_s = time.perf_counter() - t0
-            self.stats.add("preprocess", lane.prep_s)
+        eager = lane.gate is None  # gated: prepared when a window is classified, if ever
+        if lane.buffer.push(frame.index, frame.image, prepare=eager):
+            if eager:
+                lane.prep_s = time.perf_counter() - t0
+                self.stats.add("preprocess", lane.prep_s)
             lane.fresh = True
         max_frames = self.config.max_frames
         lane.finished = max_frames is not None and frame.index + 1 >= max_frames
@@ -229,6 +231,11 @@ class Streamer:
 
     def _classify(self, due: list[_Lane], padded: bool = False) -> list[Result]:
         """One batched inference for every due stream."""
+        for lane in due:  # frames a motion-gated buffer holds unprepared
+            t0 = time.perf_counter()
+            if lane.buffer.prepare_pending():
+                lane.prep_s = time.perf_counter() - t0
+                self.stats.add("preprocess", lane.prep_s)
         t0 = time.perf_counter()
         take = (lambda b: b.padded_clip()) if padded else (lambda b: b.clip())
         clips = np.stack([take(lane.buffer) for lane in due])  # (B, T, S, S, 3) uint8
