@@ -163,17 +163,39 @@ def prepare_cost(path: Path, frames: int = 30) -> float:
     return 1e3 * (time.process_time() - t) / min(frames, len(images))
 
 
-def projected_capacity(costs: dict, cores: int, active: int, gated: bool) -> int:
+def projected_capacity(
+    costs: dict, cores: int, active: int, gated: bool, every: int = EVERY
+) -> int:
     """Streams whose measured CPU costs fit in ``cores``: each active stream pays an
-    inference per EVERY frames; a still one, with gating, only its frames' decode, motion
-    test and buffer preparation (every ``stride``-th frame)."""
-    per_frame = costs["decode_ms"] + costs["rgb_ms"] + costs["prepare_ms"] / costs["stride"]
-    still = FPS * (per_frame + costs["detector_ms"]) / 1e3  # cores
-    moving = still + FPS / EVERY * costs["inference_cpu_ms"] / 1e3
+    inference per ``every`` frames and the preparation of its buffered frames (every
+    ``stride``-th); a still one, gated, what the still-stream run measured per stream (decode,
+    motion test and the loop's own work), else its decode and motion test."""
+    per_frame = costs["decode_ms"] + costs["rgb_ms"] + costs["detector_ms"]
+    still = costs.get("still_stream_cores") or FPS * per_frame / 1e3  # cores
+    prepare = FPS * costs["prepare_ms"] / costs["stride"] / 1e3
+    moving = still + prepare + FPS / every * costs["inference_cpu_ms"] / 1e3
+    if not gated:
+        still = moving
     if moving * active > cores:
         return 0
-    n = active + int((cores - moving * active) / (still if gated else moving))
-    return n
+    return active + int((cores - moving * active) / still)
+
+
+def projections(costs: dict, cores: int, active: list[int]) -> dict:
+    """Capacity projected from CPU costs: with this run's inference cost, and with the one
+    bench_cpu.json measured for the same graph on a quiet machine (2 threads busy for its
+    median wall time), at one inference per 8 and per 16 frames."""
+    quiet = json.loads((RESULTS / "bench_cpu.json").read_text())
+    row = next(r for r in quiet["rows"] if r["variant"] == "prune8" and "int8-cpu" in r["path"])
+    idle = {**costs, "inference_cpu_ms": 1e3 * row["median_s"] * quiet["machine"]["threads"]}
+    out = {}
+    for name, c in (("this_run", costs), ("quiet_machine", idle)):
+        for every in (EVERY, 2 * EVERY):
+            for k in active:
+                for g in ("none", "motion"):
+                    key = f"{name} every={every} K={k} gate={g}"
+                    out[key] = projected_capacity(c, cores, k, g == "motion", every)
+    return {"inference_cpu_ms_quiet": idle["inference_cpu_ms"], "capacity": out}
 
 
 # --- one capacity run (in its own process) ---------------------------------------------------
@@ -279,7 +301,14 @@ def _keeps_up(r: dict) -> bool:
 
 
 # --- report ----------------------------------------------------------------------------------
-def plot(rows: list[dict], out: Path) -> None:
+def report(caps: dict, projected: dict) -> None:
+    for name, c in caps.items():
+        print(f"capacity {name}: {c} streams measured")
+    for name, c in projected["capacity"].items():
+        print(f"projected from CPU costs, {name}: {c} streams")
+
+
+def plot(rows: list[dict], out: Path, load: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -295,12 +324,12 @@ def plot(rows: list[dict], out: Path) -> None:
             )
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, label=f"gate {gate}")
+        ax.set_xticks(sorted({r["streams"] for r in rows if r["active"] == k}))
         ax.set_title(f"K = {k} active stream{'s' * (k > 1)}, the rest still")
         ax.set_xlabel("streams (640x360, 30 fps)")
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("dropped windows on the active streams")
-    load = os.getloadavg()[0]
     fig.suptitle(f"prune8 int8-cpu, one inference per 8 frames (load average {load:.1f})")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -317,7 +346,19 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks/.cache")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_capacity.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--report", action="store_true",
+                    help="Recompute the projections and the plot from --out's runs.")  # fmt: skip
     args = ap.parse_args()
+    if args.report:
+        out = json.loads(args.out.read_text())
+        out["costs_cpu_ms"]["still_stream_cores"] = out["still_streams"][
+            "per_stream_share_of_a_core"
+        ]
+        out["capacity_projected"] = projections(out["costs_cpu_ms"], out["cores"], args.active)
+        report(out["capacity"], out["capacity_projected"])
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        plot(out["runs"], args.out.with_suffix(".png"), out["load_average"]["end"][0])
+        return
     if args.child:
         spec = json.loads(args.child)
         run = run_streams_once(spec["model"], spec["clips"], spec["n"], spec["k"],
@@ -354,6 +395,7 @@ def main() -> None:
     for s in serving:
         print(f"{s['mode']:<52}{s['wall_ms']:>9.1f} ms")
     still = still_cost(args, clips, args.still_streams)
+    costs["still_stream_cores"] = still["per_stream_share_of_a_core"]
     share = 100 * (still["per_stream_share_of_a_core"] or 0)
     print(f"{still['streams']} still streams, gated, after their warm-up window: "
           f"{still['cpu_cores'] or 0:.3f} cores ({share:.1f}% of a core per stream)",
@@ -375,13 +417,8 @@ def main() -> None:
                       flush=True)  # fmt: skip
     gates = ("none", "motion")
     caps = {f"K={k} gate={g}": capacity(rows, k, g) for k in args.active for g in gates}
-    projected = {
-        f"K={k} gate={g}": projected_capacity(costs, os.cpu_count() or 1, k, g == "motion")
-        for k in args.active
-        for g in gates
-    }
-    for name, c in caps.items():
-        print(f"capacity {name}: {c} streams measured, {projected[name]} projected from CPU costs")
+    projected = projections(costs, os.cpu_count() or 1, args.active)
+    report(caps, projected)
     out = {
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "load_average": {"start": load_start, "end": list(os.getloadavg())},
@@ -394,7 +431,7 @@ def main() -> None:
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    plot(rows, args.out.with_suffix(".png"))
+    plot(rows, args.out.with_suffix(".png"), out["load_average"]["end"][0])
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
