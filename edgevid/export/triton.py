@@ -1,7 +1,9 @@
 """Exported graphs -> a Triton Inference Server model repository.
 
-    REPO/<name>/config.pbtxt       backend "onnxruntime", dynamic batching, the metadata
-                                   as the model parameter "edgevid" (JSON)
+    REPO/<name>/config.pbtxt       backend "onnxruntime", dynamic batching, one instance
+                                   (KIND_AUTO: the GPU where there is one), a warm-up
+                                   request of zeros, the metadata as the model parameter
+                                   "edgevid" (JSON)
     REPO/<name>/1/model.onnx
     REPO/<name>/labels.txt         class names, so Triton can return them (classification)
     REPO/<name>/edgevid.json       the model metadata (preprocessing, sampling)
@@ -27,11 +29,12 @@ from edgevid.core.meta import META_FILENAME, ModelMeta
 from edgevid.core.onnx_file import read_metadata
 from edgevid.errors import ExportError
 
-# extension -> (Triton backend, file name in the version folder). `backend:` rather than the
-# legacy `platform:` (onnxruntime_onnx / tensorrt_plan), which Triton still accepts.
+# extension -> (Triton backend, file name in the version folder, instance kind). `backend:`
+# rather than the legacy `platform:` (onnxruntime_onnx / tensorrt_plan), which Triton still
+# accepts. An engine runs on a GPU only; a graph on the GPU where the server has one.
 BACKENDS = {
-    ".onnx": ("onnxruntime", "model.onnx"),
-    ".engine": ("tensorrt", "model.plan"),
+    ".onnx": ("onnxruntime", "model.onnx", "KIND_AUTO"),
+    ".engine": ("tensorrt", "model.plan", "KIND_GPU"),
 }
 META_PARAMETER = "edgevid"  # config.pbtxt parameter holding the ModelMeta JSON
 DEFAULT_MAX_BATCH = 8
@@ -42,8 +45,12 @@ def pbtxt_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def model_config(name: str, meta: ModelMeta, backend: str, max_batch_size: int) -> str:
-    """The config.pbtxt text for one model (batch dimension implicit: max_batch_size > 0)."""
+def model_config(
+    name: str, meta: ModelMeta, backend: str, max_batch_size: int, kind: str = "KIND_AUTO"
+) -> str:
+    """The config.pbtxt text for one model (batch dimension implicit: max_batch_size > 0):
+    one instance of ``kind``, and a warm-up request (one clip of zeros) that the server runs
+    before it reports the model ready, so a client's first request is not the slow one."""
     t, s = meta.num_frames, meta.image_size
     if meta.input_format == "uint8":
         dtype, dims = "TYPE_UINT8", [t, s, s, 3]  # (T, H, W, 3)
@@ -72,6 +79,26 @@ dynamic_batching {{
   preferred_batch_size: [ {", ".join(map(str, preferred))} ]
   max_queue_delay_microseconds: 5000
 }}
+instance_group [
+  {{
+    count: 1
+    kind: {kind}
+  }}
+]
+model_warmup [
+  {{
+    name: "zero clip"
+    batch_size: 1
+    inputs {{
+      key: "{input_name(meta)}"
+      value {{
+        data_type: {dtype}
+        dims: [ {", ".join(map(str, dims))} ]
+        zero_data: true
+      }}
+    }}
+  }}
+]
 parameters {{
   key: "{META_PARAMETER}"
   value {{ string_value: {pbtxt_string(json.dumps(meta.to_dict(), ensure_ascii=True))} }}
@@ -98,7 +125,7 @@ def add_model(
     else:
         meta = ModelMeta.load(sidecar_path(model_path))
     max_batch_size = resolve_max_batch(model_path, meta, max_batch_size)
-    backend, filename = BACKENDS[model_path.suffix]
+    backend, filename, kind = BACKENDS[model_path.suffix]
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", model_path.stem)
     if model_path.suffix == ".engine" and not name.endswith(("-trt", "_trt")):
         name = f"{name}-trt"  # never the same folder as the graph it was built from
@@ -106,7 +133,7 @@ def add_model(
     with atomic_dir(target) as tmp:
         (tmp / "1").mkdir()
         shutil.copyfile(model_path, tmp / "1" / filename)
-        (tmp / "config.pbtxt").write_text(model_config(name, meta, backend, max_batch_size))
+        (tmp / "config.pbtxt").write_text(model_config(name, meta, backend, max_batch_size, kind))
         (tmp / "labels.txt").write_text("\n".join(meta.labels) + "\n")
         meta.save(tmp / META_FILENAME)
     return target
