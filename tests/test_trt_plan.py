@@ -191,6 +191,8 @@ def test_the_key_changes_with_each_input():
     facts = orin()
     plan = plan_build("fp16", BuildRequest(), facts)
     base = engine_key("a" * 64, plan, facts)
+    dla0, dla1 = (plan_build("fp16", BuildRequest(batch=(2, 2, 2), dla_core=c), facts)
+                  for c in (0, 1))  # fmt: skip
     variants = [
         engine_key("b" * 64, plan, facts),  # another graph
         engine_key("a" * 64, plan, orin("10.7")),  # another TensorRT
@@ -198,10 +200,8 @@ def test_the_key_changes_with_each_input():
         engine_key("a" * 64, plan, orin(sms=8)),  # an Orin Nano: "Orin" too, half the SMs
         engine_key("a" * 64, plan_build("fp16", BuildRequest(batch=(1, 2, 4)), facts), facts),
         engine_key("a" * 64, plan_build("fp16", BuildRequest(workspace_mb=512), facts), facts),
-        engine_key("a" * 64, plan_build("fp16", BuildRequest(batch=(2, 2, 2), dla_core=0),
-                                        facts), facts),  # fmt: skip
-        engine_key("a" * 64, plan_build("fp16", BuildRequest(batch=(2, 2, 2), dla_core=1),
-                                        facts), facts),  # fmt: skip
+        engine_key("a" * 64, dla0, facts),
+        engine_key("a" * 64, dla1, facts),
         engine_key("a" * 64, plan_build("fp32", BuildRequest("fp16"), facts), facts),
         engine_key("a" * 64, plan_build("fp32", BuildRequest(), facts), facts),
     ]

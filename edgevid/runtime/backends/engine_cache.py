@@ -1,6 +1,6 @@
 """The engine cache: one entry per key, built once, published whole, found again.
 
-    entry = get_or_build(folder, "prune4", key, build=functools.partial(build_engine, ...))
+    entry, built = get_or_build(folder, "prune4", key, digest, BuildStep("pkg.mod:fn", {...}))
     entry.engine, entry.sidecar       # <folder>/prune4-<digest>/prune4.engine (+ .json)
 
 - **One entry per key.** ``<stem>-<digest>/`` holds the engine and its ``.json`` sidecar,
@@ -13,8 +13,10 @@
   onto the entry in one step: a reader sees no entry or the engine with its sidecar.
   ``check`` (the parity test) runs on the staged engine first: a refused engine is never
   published.
-- **Stoppable.** The build runs in a child process (``run_in_child``): SIGTERM/Ctrl-C in the
-  parent kills it within the 2 s ``docker stop`` leaves, and the staging folder goes away.
+- **Stoppable.** The build runs in a child Python process (``run_in_child``, JSON in, one
+  line out: nothing pickled, the caller's main module never re-run): SIGTERM or Ctrl-C in
+  the parent ends it within 2 s, well inside ``docker stop``'s 10, and the staging folder
+  goes away with it.
 - **Bounded.** Over ``EDGEVID_ENGINE_CACHE_MB`` (default 8192) the least recently used
   entries go, oldest first; only edgevid's entries (a sidecar with a key), never the one in
   use, never one locked by another process.
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import json
-import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,19 +134,29 @@ def locked(path: Path, log: Callable[[str], None], what: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+@dataclass(frozen=True)
+class BuildStep:
+    """A build run in a child process, named so the child can import it and given JSON
+    arguments (nothing is pickled): ``function(engine_path, **kwargs)``, where ``target``
+    is ``"module:function"``. The function writes the engine and its sidecar."""
+
+    target: str  # "edgevid.runtime.backends.onnx_engine:build_entry"
+    kwargs: dict  # JSON-serialisable
+
+
 def get_or_build(
     folder: Path,
     stem: str,
     key: dict,
     digest: str,
-    build: Callable[[Path], object],
+    build: BuildStep,
     *,
     check: Callable[[Path], None] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> tuple[Entry, bool]:
-    """The entry for ``key`` (and whether this call built it). ``build(engine_path)`` writes
-    the engine and its sidecar (recording ``key``) and runs in a child process: it must be
-    picklable (a module-level function or a functools.partial of one)."""
+    """The entry for ``key`` (and whether this call built it). ``build`` writes the engine
+    and its sidecar (recording ``key``) in a child process; ``check`` judges the staged
+    engine in this one before it is published."""
     found = lookup(folder, stem, key, digest)
     if found is not None:
         return found, False
@@ -171,44 +185,51 @@ def get_or_build(
     return entry, True
 
 
-def run_in_child(fn: Callable, *args) -> None:
-    """``fn(*args)`` in a child process (spawned: no CUDA state is inherited). A stop
-    signal in this process (SIGTERM as :class:`edgevid.cli.Terminated`, Ctrl-C) ends the
-    child within ``STOP_S`` seconds and propagates; an error in the child is raised here as
-    the one line it reported."""
-    ctx = multiprocessing.get_context("spawn")
-    errors = ctx.SimpleQueue()
-    child = ctx.Process(target=_child_main, args=(errors, fn, args), daemon=True)
-    child.start()
+_CHILD = "from edgevid.runtime.backends.engine_cache import child_main; child_main()"
+
+
+def run_in_child(step: BuildStep, engine: Path) -> None:
+    """Run ``step`` for ``engine`` in a child Python process. A stop signal in this process
+    (SIGTERM as :class:`edgevid.cli.Terminated`, Ctrl-C) ends the child within ``STOP_S``
+    seconds and propagates; an error in the child is raised here as the one line it
+    reported. Its progress lines go to this process's stderr as they come."""
+    request = {"path": sys.path, "target": step.target, "kwargs": step.kwargs,
+               "engine": str(engine)}  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        child.join()
+        message, _ = child.communicate(json.dumps(request))
     except BaseException:
         stop_child(child)
         raise
-    if child.exitcode != 0:
-        message = errors.get() if not errors.empty() else None
-        raise ModelError(message or f"the engine build ended with exit code {child.exitcode}")
+    if child.returncode != 0:
+        line = message.strip().splitlines()[-1] if message.strip() else ""
+        raise ModelError(line or f"the engine build ended with exit code {child.returncode}")
 
 
-def stop_child(child) -> None:
-    if child.is_alive():
-        child.terminate()  # SIGTERM: the child has the default handler, it dies at once
-        child.join(STOP_S)
-    if child.is_alive():
-        child.kill()
-        child.join()
-
-
-def _child_main(errors, fn: Callable, args: tuple) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def stop_child(child: subprocess.Popen) -> None:
+    child.terminate()  # SIGTERM: the child has the default handler, it dies at once
     try:
-        fn(*args)
+        child.wait(STOP_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def child_main() -> None:
+    """The child's side of ``run_in_child``: read the request, run it, report one line."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+    request = json.loads(sys.stdin.read())
+    sys.path[:0] = [p for p in request["path"] if p not in sys.path]
+    module, _, name = request["target"].partition(":")
+    function = getattr(importlib.import_module(module), name)
+    try:
+        function(Path(request["engine"]), **request["kwargs"])
     except EdgevidError as e:
-        errors.put(str(e))
+        print(e, flush=True)
         raise SystemExit(2) from None
     except OSError as e:
-        errors.put(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        print(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), flush=True)
         raise SystemExit(1) from None
 
 

@@ -108,14 +108,24 @@ def check_parity(graph: str, tolerance_of: str, engine: str | os.PathLike) -> No
         raise ModelError(f"{graph}: the {tolerance_of} TensorRT engine is refused: {problem}")
 
 
+def build_step(
+    graph: Path, plan: BuildPlan, meta: ModelMeta, key: dict | None, timing_cache: Path | None
+) -> engine_cache.BuildStep:
+    """``build_entry`` with these arguments, for the build's child process (as JSON)."""
+    kwargs = {"graph": str(graph), "plan": plan.to_dict(), "meta": meta.to_dict(), "key": key,
+              "timing_cache": None if timing_cache is None else str(timing_cache)}  # fmt: skip
+    return engine_cache.BuildStep(f"{__name__}:build_entry", kwargs)
+
+
 def build_entry(
-    graph: str, plan: BuildPlan, meta: ModelMeta, key: dict | None, timing_cache: str | None,
-    engine: Path,
+    engine: Path, *, graph: str, plan: dict, meta: dict, key: dict | None,
+    timing_cache: str | None,
 ) -> None:  # fmt: skip
-    """The build step, run in a child process: convert to FP16 if the plan says so, then
-    build ``engine`` and its sidecar (recording the cache ``key`` when there is one)."""
+    """The build, in its child process: convert to FP16 if the plan says so, then build
+    ``engine`` and its sidecar (recording the cache ``key`` when there is one)."""
     from edgevid.runtime.backends.tensorrt_build import build_engine
 
+    plan, meta = BuildPlan.from_dict(plan), ModelMeta.from_dict(meta)
     source = graph
     if plan.convert_fp16:  # edgevid's FP16 rules; needs onnx only (torch-free)
         from edgevid.export.fp16 import onnx_to_fp16
@@ -135,8 +145,7 @@ def build_file(
 ) -> Path:
     """``engine`` (+ sidecar) built from ``graph`` as ``plan`` says, in a child process, and
     checked against ONNX Runtime CPU: ``edgevid export --trt``'s engines."""
-    cache = None if timing_cache is None else str(timing_cache)
-    engine_cache.run_in_child(build_entry, str(graph), plan, meta, None, cache, engine)
+    engine_cache.run_in_child(build_step(graph, plan, meta, None, timing_cache), engine)
     try:
         check_parity(str(graph), plan.precision, engine)
     except ModelError:
@@ -173,8 +182,7 @@ def compile_onnx(
     key = engine_key(graph_sha256(path), plan, facts)
     folder = folder or engine_cache.cache_dir(path, log)
     where = f"DLA core {plan.dla_core}" if plan.dla_core is not None else facts.gpu
-    timing = str(timing_cache or folder / TIMING_CACHE)
-    build = functools.partial(build_entry, str(path), plan, meta, key.to_dict(), timing)
+    build = build_step(path, plan, meta, key.to_dict(), timing_cache or folder / TIMING_CACHE)
     check = functools.partial(check_parity, str(path), plan.precision)
     log(f"{path}: looking for a {plan.precision} engine for {where} (TensorRT {facts.tensorrt}, "
         f"batch {':'.join(map(str, plan.profile))}) in {folder}")  # fmt: skip

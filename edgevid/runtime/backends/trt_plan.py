@@ -100,6 +100,14 @@ class BuildPlan:
     def chunks(self, rows: int) -> list[tuple[int, int, int]]:
         return chunks(rows, self.profile)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BuildPlan:
+        """The plan ``to_dict`` wrote (JSON turned its tuples into lists)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 @dataclass(frozen=True)
 class Skipped:
