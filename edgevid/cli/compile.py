@@ -85,12 +85,19 @@ def compile_engine(
     from edgevid.errors import ModelError
     from edgevid.runtime.backends.onnx_engine import compile_onnx
     from edgevid.runtime.backends.tensorrt_build import load_tensorrt
-    from edgevid.runtime.backends.trt_plan import BuildRequest, Skipped, parse_batch
+    from edgevid.runtime.backends.trt_plan import (
+        BuildRequest,
+        Skipped,
+        check_dla_batch,
+        parse_batch,
+    )
 
     request = BuildRequest(None if precision == "auto" else precision, parse_batch(batch),
                            dla_core, workspace_mb)  # fmt: skip
     if model.suffix.lower() != ".onnx" or not model.is_file():
         raise ModelError(f"{model}: not an ONNX file (edgevid compile takes a .onnx)")
+    if dla_core is not None:
+        check_dla_batch(request.batch)
     load_tensorrt()  # no TensorRT: one line, before any work
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     result = compile_onnx(model, request, log=log, folder=cache_dir, timing_cache=timing_cache)
