@@ -25,3 +25,7 @@ def fake_build(engine: Path, *, key: dict, size: int = 64, seconds: float = 0.0,
 
 def failing_build(engine: Path) -> None:
     raise ExportError("TensorRT 10.3 cannot parse m.onnx: unsupported op")
+
+
+def crashing_build(engine: Path) -> None:
+    raise RuntimeError("pybind11: factory function returned nullptr")

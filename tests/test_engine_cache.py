@@ -143,6 +143,9 @@ def test_a_failed_build_or_a_refused_engine_publishes_nothing(tmp_path):
     with pytest.raises(ModelError, match="refused"):
         get_or_build(folder, "prune4", key, DIGEST, step(key), check=refuse)
     assert sorted(p.name for p in folder.iterdir()) == [f".prune4-{DIGEST}.lock"]
+    crash = BuildStep("tests.engine_standins:crashing_build", {})
+    with pytest.raises(ModelError, match="^the engine build failed: RuntimeError: pybind11"):
+        get_or_build(folder, "prune4", key, DIGEST, crash)
 
 
 def test_lru_removal_keeps_the_newest_the_locked_and_what_is_not_ours(tmp_path):

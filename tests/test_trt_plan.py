@@ -211,6 +211,15 @@ def test_the_key_changes_with_each_input():
     assert base.compute_capability == "8.7" and base.device == "Orin, 16 SMs"
 
 
+@pytest.mark.parametrize("dla", [None, 0])
+def test_a_plan_survives_json_into_the_build_process(dla):
+    import json
+
+    plan = plan_build("fp32", BuildRequest("fp16", (2, 2, 2), dla), orin("8.6"))
+    again = BuildPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan and again.digest() == plan.digest() and again.notes == plan.notes
+
+
 def test_plan_digest_ignores_notes_only():
     a = plan_build("fp32", BuildRequest("fp16"), orin())
     b = plan_build("fp16", BuildRequest(), orin())

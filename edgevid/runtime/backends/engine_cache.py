@@ -231,6 +231,9 @@ def child_main() -> None:
     except OSError as e:
         print(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), flush=True)
         raise SystemExit(1) from None
+    except Exception as e:  # noqa: BLE001 (an error raised inside TensorRT's bindings)
+        print(f"the engine build failed: {type(e).__name__}: {e}", flush=True)
+        raise SystemExit(1) from None
 
 
 def remove_dead_staging(folder: Path) -> None:
@@ -265,10 +268,14 @@ def entries(folder: Path) -> list[Entry]:
 def evict(folder: Path, cap: int, keep: Path) -> list[Path]:
     """Remove least recently used entries until ``folder`` holds at most ``cap`` bytes;
     ``keep`` and entries locked by another process stay. Returns what was removed."""
-    sized = [(e, sum(f.stat().st_size for f in e.folder.iterdir())) for e in entries(folder)]
-    total = sum(size for _, size in sized)
+    sized = []  # (last used, bytes, entry); an entry removed meanwhile is left out
+    for e in entries(folder):
+        with contextlib.suppress(FileNotFoundError):
+            used = e.folder.stat().st_mtime
+            sized.append((used, sum(f.stat().st_size for f in e.folder.iterdir()), e))
+    total = sum(size for _, size, _ in sized)
     removed = []
-    for entry, size in sorted(sized, key=lambda es: es[0].folder.stat().st_mtime):
+    for _, size, entry in sorted(sized, key=lambda row: row[0]):
         if total <= cap:
             break
         if entry.folder == keep:

@@ -214,7 +214,9 @@ class TensorRTBackend(Backend):
         self.max_batch = hi
         self._in_shape = in_shape[1:]
         for name in names:  # every I/O tensor gets a buffer and an address, not output 0 only
-            shape = (hi, *self.engine.get_tensor_shape(name)[1:])
+            shape = (hi, *tuple(self.engine.get_tensor_shape(name))[1:])
+            if min(shape) < 1:
+                raise ModelError(f"{self.path}: tensor {name!r} has no fixed shape {shape}")
             dtype = numpy_dtype(trt, self.engine.get_tensor_dtype(name))
             self._host[name] = self.cuda.pinned(shape, dtype)
             self._device[name] = self.cuda.device(io_nbytes(shape, dtype))
