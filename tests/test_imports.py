@@ -94,7 +94,9 @@ def test_imports_follow_the_rule(path):
 @pytest.mark.parametrize(
     "module",
     ["edgevid.core.clips", "edgevid.core.onnx_file", "edgevid.core.precision",
-     "edgevid.runtime.streamer", "edgevid.runtime.classifier", "edgevid.calib.quantize"],
+     "edgevid.runtime.streamer", "edgevid.runtime.classifier", "edgevid.calib.quantize",
+     "edgevid.runtime.backends.onnx_engine", "edgevid.runtime.backends.engine_cache",
+     "edgevid.cli.compile"],
 )  # fmt: skip
 def test_torch_free_modules_import_without_torch(module):
     code = (
