@@ -2,7 +2,10 @@
 
 Metadata comes from the sidecar ``<engine>.json`` written with the engine. Buffers are
 allocated once for the largest batch of optimisation profile 0: pinned (page-locked) host
-memory and device memory per I/O tensor; one inference is
+memory and device memory for every I/O tensor, each given its address (a failed load frees
+what it allocated). The batch range is the profile's, never the input shape's (-1 when
+dynamic): fewer clips than MIN are padded, more than MAX split (``trt_plan.chunks``), and
+``set_input_shape`` is checked. One inference is
 
     host input -> device (async) ; execute_async_v3(stream) ; device -> host (async) ; sync
 
