@@ -114,6 +114,7 @@ def main() -> None:
       edgevid train --variant ... --data ROOT
       edgevid prune --checkpoint RUN/best --variant prune4
       edgevid export --variant prune4 --fp16
+      edgevid compile prune4.onnx       on a Jetson: a TensorRT engine, cached
       edgevid run --source /dev/video0 --model prune4.onnx
     Or all of it at once, offline on a CPU: edgevid demo
     """
@@ -133,7 +134,7 @@ def _quiet_libraries() -> None:
 
 
 # One module per stage; each lists its click commands in COMMANDS.
-_COMMAND_MODULES = ("data", "models", "train", "export", "run", "bench", "demo")
+_COMMAND_MODULES = ("data", "models", "train", "export", "compile", "run", "bench", "demo")
 
 
 for _name in _COMMAND_MODULES:
