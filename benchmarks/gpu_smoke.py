@@ -9,10 +9,13 @@ One command on any CUDA machine, a few minutes at most:
    host -> device -> host copies on the backend's stream for every I/O dtype an engine can
    have (float32, float16, uint8), the FP16 input cast the backend does into pinned memory,
    stream sync, and 200 allocate/free cycles with the device's free memory checked after.
-2. **TensorRT** (where ``tensorrt`` imports): FP32 / FP16 / INT8 engines of a tiny model
-   built through edgevid's own build path, run through ``TensorRTBackend``, compared with
-   ONNX Runtime's CPU provider within the precision table's tolerance, and a second load
-   that must hit the engine cache. Without TensorRT each of these rows says so.
+2. **TensorRT** (where ``tensorrt`` imports): a tiny model exported (random weights,
+   ``edgevid export --fp16 --int8 static`` on a synthetic calibration set; needs torch) or
+   ``--onnx`` graphs given; each compiled with ``edgevid compile`` (which compares one clip
+   with ONNX Runtime's CPU provider before it keeps an engine), run through
+   ``TensorRTBackend`` on two clips against ONNX Runtime CPU within the precision table's
+   tolerance, and compiled again, which must answer from the engine cache. Without
+   TensorRT each of these rows says so.
 
 Prints a table and writes JSON. Without CUDA it says so in one line and exits 0.
 """
@@ -22,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgevid.core.precision import PRECISIONS  # noqa: E402
 from edgevid.errors import EdgevidError  # noqa: E402
 from edgevid.runtime.backends import tensorrt as trt_backend  # noqa: E402
 
@@ -95,8 +101,7 @@ def round_trip(cuda, dtype: np.dtype, shape: tuple[int, ...] = CLIP) -> str:
             raise AssertionError("bytes differ after the round trip")
         return f"{nbytes / 2**20:.1f} MiB each way, {2 * nbytes / seconds / 1e9:.1f} GB/s"
     finally:
-        cuda.free([src, dst], [dev])
-        cuda.stream = cuda._call(cuda.rt.cudaStreamCreate())  # free() destroyed the stream
+        cuda.release([src, dst], [dev])
 
 
 def fp16_input(cuda) -> str:
@@ -117,8 +122,7 @@ def fp16_input(cuda) -> str:
         err = float(np.abs(back[:1].astype(np.float32) - x[:1]).max())
         return f"{host[:1].nbytes} bytes, max |fp16 - fp32| {err:.2e}"
     finally:
-        cuda.free([host, back], [dev])
-        cuda.stream = cuda._call(cuda.rt.cudaStreamCreate())
+        cuda.release([host, back], [dev])
 
 
 def alloc_cycles(cuda) -> str:
@@ -131,8 +135,7 @@ def alloc_cycles(cuda) -> str:
     for _ in range(CYCLES):
         host = [cuda.pinned(shape, dtype), cuda.pinned((shape[0], 400), dtype)]
         device = [cuda.device(nbytes), cuda.device(shape[0] * 400 * 4)]
-        cuda.free(host, device)
-        cuda.stream = cuda._call(rt.cudaStreamCreate())
+        cuda.release(host, device)
     free_after = cuda._call(rt.cudaMemGetInfo())[0]
     lost = free_before - free_after
     if lost > 2 * nbytes:
@@ -140,23 +143,88 @@ def alloc_cycles(cuda) -> str:
     return f"{CYCLES} cycles of {2 * nbytes / 2**20:.1f} MiB, device memory lost {lost} bytes"
 
 
-def tensorrt_rows(rows: list[Check]) -> None:
-    """Engine checks where TensorRT imports; one skip row per check where it does not."""
-    names = ["engine fp32", "engine fp16", "engine int8", "engine cache hit"]
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        for name in names:
-            rows.append(Check(name, "skip", "TensorRT not installed on this machine", 0.0))
-        return
-    from benchmarks.gpu_smoke_trt import engine_checks  # TensorRT machines only
+ENGINE_ROWS = ("fp32", "fp16", "int8-static")  # the precisions of the engine rows
 
-    engine_checks(rows, timed)
+
+def edgevid(*args: str, timeout: float = 900) -> str:
+    """``edgevid ARGS`` in a child process: its stdout, or the failure's last stderr line."""
+    r = subprocess.run([sys.executable, "-m", "edgevid", *args], capture_output=True,
+                       text=True, timeout=timeout)  # fmt: skip
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines() or [f"exit {r.returncode}"]
+        raise RuntimeError(lines[-1])
+    return r.stdout
+
+
+def tiny_graphs(work: Path) -> dict[str, Path]:
+    """FP32 / FP16 / INT8 (static Q/DQ) graphs of tiny-prune8, random weights, calibrated on
+    a small synthetic set: edgevid's own export (needs torch)."""
+    edgevid("data", "synth", str(work / "calib"), "--clips-per-class", "4")
+    edgevid("export", "--variant", "tiny-prune8", "--random-init", "--out", str(work / "x"),
+            "--fp16", "--int8", "static", "--calib-data", str(work / "calib"))  # fmt: skip
+    graphs = {p: work / "x" / f"tiny-prune8{PRECISIONS[p].suffix}.onnx" for p in ENGINE_ROWS}
+    return {p: g for p, g in graphs.items() if g.is_file()}
+
+
+def engine_run(graph: Path, cache: Path) -> str:
+    """Compile ``graph`` into ``cache``, run the engine on two clips, compare with ONNX
+    Runtime CPU within the graph's tolerance; a second compile must be a cache hit."""
+    from edgevid.core.precision import get_precision
+    from edgevid.runtime.backends.onnx_engine import graph_meta, probe_clip
+    from edgevid.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from edgevid.runtime.backends.trt_plan import parity_problem
+
+    out = edgevid("compile", str(graph), "--cache-dir", str(cache))
+    engine = Path(out.split()[-1])
+    meta = graph_meta(graph)
+    x = probe_clip(meta, rows=2, seed=1)  # not the clip compile checked
+    with OnnxRuntimeBackend(graph, device="cpu") as reference:
+        expected = reference.run(x)
+    with trt_backend.TensorRTBackend(engine) as backend:
+        got = backend.run(x)
+    problem = parity_problem(expected, got, get_precision(meta.precision).tolerance)
+    if problem:
+        raise AssertionError(f"engine vs ONNX Runtime CPU: {problem}")
+    cosine = float(np.mean(np.sum(got * expected, 1) / (
+        np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))))  # fmt: skip
+    again = edgevid("compile", str(graph), "--cache-dir", str(cache))
+    if not again.startswith("cached"):
+        raise AssertionError(f"second compile built again: {again.strip()}")
+    return f"{engine.name}: cosine {cosine:.5f} to ONNX Runtime CPU; second compile: cached"
+
+
+def tensorrt_rows(rows: list[Check], onnx: list[Path]) -> None:
+    """Engine checks where TensorRT imports; one skip row per check where it does not."""
+    try:
+        import tensorrt
+    except ImportError:
+        for p in ENGINE_ROWS:
+            rows.append(Check(f"engine {p}", "skip", "TensorRT not installed on this machine", 0))
+        return
+    with tempfile.TemporaryDirectory(prefix="gpu-smoke-") as tmp:
+        work = Path(tmp)
+        graphs: dict[str, Path] = {}
+        if onnx:
+            from edgevid.runtime.backends.onnx_engine import graph_meta
+
+            graphs = {graph_meta(g).precision: g for g in onnx}
+        else:
+
+            def export() -> str:
+                graphs.update(tiny_graphs(work))
+                return ", ".join(graphs)
+
+            timed("export tiny graphs", export, rows)
+        for p, graph in graphs.items():
+            timed(f"engine {p} (TensorRT {tensorrt.__version__})",
+                  lambda g=graph: engine_run(g, work / "cache"), rows)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    ap.add_argument("--onnx", type=Path, nargs="*", default=[],
+                    help="graphs to build engines of (default: tiny ones made here)")  # fmt: skip
     args = ap.parse_args(argv)
     try:
         cuda = trt_backend._cuda()
@@ -170,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     timed("fp16 input cast", lambda: fp16_input(cuda), rows)
     timed("alloc/free cycles", lambda: alloc_cycles(cuda), rows)
     timed("stream sync", lambda: (cuda.sync(), "synchronised")[1], rows)
-    tensorrt_rows(rows)
-    cuda.free([], [])
+    cuda.close()
+    tensorrt_rows(rows, args.onnx)
 
     print(f"GPU: {facts['name']} (sm {facts['compute_capability']}), CUDA driver "
           f"{facts['driver']}, runtime {facts['runtime']}, {facts['memory_gib']} GiB")  # fmt: skip

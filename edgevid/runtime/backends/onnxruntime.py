@@ -15,6 +15,7 @@ from edgevid.core.artifact import check_io, expected_input_shape, read_meta, sid
 from edgevid.core.meta import ModelMeta
 from edgevid.core.precision import PRECISIONS
 from edgevid.errors import EdgevidError, ModelError
+from edgevid.runtime.backends import engine_cache
 from edgevid.runtime.backends.base import Backend
 
 # device -> providers to try, best first (only those this onnxruntime build has are used)
@@ -24,6 +25,7 @@ PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "cpu": ("CPUExecutionProvider",),
 }
+ORT_TRT_DIRNAME = "onnxruntime-trt"  # the TensorRT EP's engines, inside edgevid's engine cache
 TRT_EP_MAX_BATCH = 8  # the TensorRT EP profile's MAX batch: more clips at once are split
 _LOAD_ERRORS = (
     ort_state.Fail,
@@ -38,8 +40,10 @@ _LOAD_ERRORS = (
 
 def trt_ep_options(meta: ModelMeta | None, cache: Path) -> dict[str, object]:
     """ONNX Runtime's TensorRT EP options for a graph with metadata ``meta``: engines and the
-    timing cache kept in ``cache``; FP16 / INT8 kernels as the precision table's row for the
-    graph asks the TensorRT builder (``trt_flags``: an int8-static Q/DQ graph needs INT8);
+    timing cache kept in ``cache`` (edgevid's engine cache: ``EDGEVID_ENGINE_CACHE``, beside
+    the model, or the user's cache folder for a read-only one); FP16 / INT8 kernels as the
+    precision table's row for the graph asks the TensorRT builder (``trt_flags``: an
+    int8-static Q/DQ graph needs INT8);
     one optimisation profile over the batch, 1 : 1 : TRT_EP_MAX_BATCH clips, so a new camera
     count never rebuilds an engine. Without metadata, the EP's own defaults."""
     options: dict[str, object] = {
@@ -88,10 +92,16 @@ def select_providers(
             f"--device {device}: this onnxruntime has no {PROVIDERS[device][0]} "
             f"(has {', '.join(sorted(available))}); install onnxruntime-gpu"
         )
-    options = {
-        "TensorrtExecutionProvider": trt_ep_options(meta, cache or path.parent / ".trt-cache")
-    }
+    if "TensorrtExecutionProvider" not in chosen:
+        return chosen
+    cache = cache or engine_cache.cache_dir(path, _stderr) / ORT_TRT_DIRNAME
+    cache.mkdir(parents=True, exist_ok=True)
+    options = {"TensorrtExecutionProvider": trt_ep_options(meta, cache)}
     return [(p, options[p]) if p in options else p for p in chosen]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class OnnxRuntimeBackend(Backend):

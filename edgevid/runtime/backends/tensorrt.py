@@ -57,6 +57,8 @@ def numpy_dtype(trt, dtype) -> np.dtype:
 class _CudaPython:
     """Pinned host + device buffers and a stream through cuda-python's runtime API."""
 
+    package = "cuda-python"
+
     def __init__(self) -> None:
         try:
             from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
@@ -101,16 +103,22 @@ class _CudaPython:
     def handle(self) -> int:
         return int(self.stream)
 
-    def free(self, host: list[np.ndarray], device: list[int]) -> None:
+    def release(self, host: list[np.ndarray], device: list[int]) -> None:
+        """Free these buffers (the stream stays)."""
         for h in host:
             self.rt.cudaFreeHost(h.ctypes.data)
         for d in device:
             self.rt.cudaFree(d)
+
+    def close(self) -> None:
+        """Destroy the stream: the layer is done."""
         self.rt.cudaStreamDestroy(self.stream)
 
 
 class _PyCuda:
-    """The same five operations through pycuda (fallback when cuda-python is missing)."""
+    """The same operations through pycuda (when cuda-python is missing or cannot start)."""
+
+    package = "pycuda"
 
     def __init__(self) -> None:
         import pycuda.autoinit  # noqa: F401  (creates the context)
@@ -139,7 +147,11 @@ class _PyCuda:
     def handle(self) -> int:
         return self.stream.handle
 
-    def free(self, host: list[np.ndarray], device: list[int]) -> None:
+    def release(self, host: list[np.ndarray], device: list[int]) -> None:
+        for d in device:  # pinned host arrays are freed with their last reference
+            self._alloc.pop(d).free()
+
+    def close(self) -> None:
         self._alloc.clear()
 
     def gpu_name(self) -> str:
@@ -158,18 +170,28 @@ def device_properties() -> tuple[str, tuple[int, int], int]:
     try:
         return cuda.properties()
     finally:
-        cuda.free([], [])
+        cuda.close()
 
 
 def _cuda():
-    try:
-        return _CudaPython()
-    except ImportError:
-        pass
-    try:
-        return _PyCuda()
-    except ImportError:
-        raise MissingDependencyError("cuda-python", "trt", "TensorRT engines") from None
+    """The first CUDA layer that starts: cuda-python, else pycuda. A cuda-python that is
+    installed but cannot start (built for a newer CUDA than the driver: cuda-python 12 on
+    JetPack 5's CUDA 11.4) falls back to pycuda like a missing one; where neither starts, one
+    line says why for each, never a silent run elsewhere."""
+    problems: dict[str, str] = {}
+    for layer in (_CudaPython, _PyCuda):
+        try:
+            return layer()
+        except ImportError:
+            problems[layer.package] = "not installed"
+        except Exception as e:  # noqa: BLE001 - any failure of a third-party layer's start
+            text = str(e).strip().splitlines()
+            problems[layer.package] = (text[0] if text else type(e).__name__)[:200]
+    if set(problems.values()) == {"not installed"}:
+        raise MissingDependencyError("cuda-python", "trt", "TensorRT engines")
+    why = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+    raise ModelError(f"no CUDA layer starts here ({why}): a TensorRT engine needs an NVIDIA "
+                     "GPU and a cuda-python release for this driver's CUDA")  # fmt: skip
 
 
 class TensorRTBackend(Backend):
@@ -250,7 +272,8 @@ class TensorRTBackend(Backend):
     def close(self) -> None:
         cuda = getattr(self, "cuda", None)
         if cuda is not None:
-            cuda.free(list(self._host.values()), list(self._device.values()))
+            cuda.release(list(self._host.values()), list(self._device.values()))
+            cuda.close()
             self._host, self._device, self.cuda = {}, {}, None
 
 
