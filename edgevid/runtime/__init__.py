@@ -28,7 +28,6 @@ _EXPORTS = {
     "StreamConfig": "edgevid.runtime.streamer",
     "Result": "edgevid.runtime.streamer",
     "stream_events": "edgevid.runtime.streamer",
-    "predict": "edgevid.runtime.predict",
     "VideoPrediction": "edgevid.runtime.predict",
     "LabelScore": "edgevid.runtime.smoothing",
     "Segment": "edgevid.runtime.segments",
