@@ -175,6 +175,12 @@ def test_a_bad_clip_is_refused_up_front(tiny_onnx, source, needle):
         Streamer(source, tiny_onnx)
 
 
+@pytest.mark.parametrize("source", [None, 2.5], ids=["none", "float"])
+def test_what_is_no_source_is_one_clear_error(tiny_onnx, source):
+    with pytest.raises(SourceError, match="is not a video source"):
+        Streamer(source, tiny_onnx)
+
+
 def test_a_bad_frame_from_a_generator_is_one_clear_error(tiny_onnx):
     def frames():
         yield np.zeros((64, 64, 3), np.uint8)

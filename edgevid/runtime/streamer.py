@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edgevid.errors import EdgevidError
+from edgevid.errors import EdgevidError, SourceError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
@@ -149,6 +149,11 @@ class Streamer:
             raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
         one = isinstance(sources, str | os.PathLike | int) or is_frames(sources)
+        if not (one or isinstance(sources, list | tuple)):
+            raise SourceError(
+                f"a {type(sources).__name__} is not a video source: give a path, URI or camera "
+                "index, a numpy clip, an iterable of frames, a cv2.VideoCapture, or a list of them"
+            )
         uris = [sources] if one else list(sources)  # a list or tuple: several sources
         self.stats = Stats()
         self._backend_timed = False  # the backend's timings() merged into stats
