@@ -23,10 +23,8 @@ from edgevid.errors import EdgevidError
 
 # torch's OpenMP threads spin while they wait for work by default. On a machine that runs
 # anything else (a shared CI box, an edge box with its camera pipeline) the spinning threads
-# take the cores from the ones with work: `edgevid demo` beside three other jobs on 2 cores
-# trained an epoch in 182 s spinning and 21 s passive; on the quiet machine the two are within
-# noise (4 epochs of tiny-prune8: 8.0-9.7 s vs 9.1-10.3 s). Set before torch is first imported
-# (every command imports it lazily); a user's own setting wins.
+# take the cores from the ones with work; on a quiet machine the two are within noise. Set
+# before torch is first imported (every command imports it lazily); a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

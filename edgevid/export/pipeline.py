@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevid.core.artifact import sidecar_path
 from edgevid.core.clips import ClipSet, dataset_clips, folder_clips
+from edgevid.core.formats import derived_path, graph_name, model_files
 from edgevid.core.manifest import run_manifest
 from edgevid.core.meta import ModelMeta
 from edgevid.core.precision import EXPORTED, PRECISIONS, get_calib_method, get_precision
@@ -119,15 +119,14 @@ def model_source(cfg: ExportConfig) -> str:
     return f"variant {cfg.variant} ({weights})"
 
 
-def check_collision(out: Path, stem: str, source: str) -> None:
-    """Refuse to replace ``out/<stem>.onnx`` exported from another model.
+def check_collision(graph: Path, source: str) -> None:
+    """Refuse to replace the FP32 ``graph`` if it was exported from another model.
 
     Names follow the variant, so two checkpoints of one variant would silently overwrite each
     other in one --out; re-exporting the same model replaces its files.
     """
     from edgevid.core.onnx_file import read_metadata
 
-    graph = out / f"{stem}.onnx"
     if not graph.exists():
         return
     try:
@@ -228,7 +227,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     model, meta = load_model(cfg)
     source = model_source(cfg)
     meta = meta.replace(extra={**meta.extra, "source": source})
-    check_collision(out, meta.variant + ("-u8" if cfg.raw_input else ""), source)
+    check_collision(out / graph_name(meta.variant, raw_input=cfg.raw_input), source)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     _remove_dead_staging(out)
@@ -276,19 +275,18 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     from edgevid.export.torch_to_onnx import torch_to_onnx
 
     result = ExportResult()
-    stem = meta.variant + ("-u8" if cfg.raw_input else "")
-    fp32 = work / f"{stem}.onnx"
+    fp32 = work / graph_name(meta.variant, raw_input=cfg.raw_input)
     graph_options = dict(opset=cfg.opset, raw_input=cfg.raw_input, exporter=cfg.exporter)
     _timed(log, "FP32 ONNX", torch_to_onnx, model, meta, fp32, **graph_options)
     result.graphs.append(fp32)
     for name in cfg.precisions:  # table order: FP16 before INT8
-        dst = work / f"{stem}{get_precision(name).suffix}.onnx"
+        dst = work / graph_name(meta.variant, name, cfg.raw_input)
         result.graphs.append(_timed(log, f"{name} ONNX", _convert, cfg, name, fp32, dst, log))
     if cfg.openvino:
         from edgevid.export.openvino_ir import onnx_to_ir
 
         for graph in result.graphs:
-            ir = graph.with_suffix(".xml")  # shares the graph's sidecar <stem>.json
+            ir = derived_path(graph, "openvino")  # shares the graph's sidecar <stem>.json
             result.openvino.append(_timed(log, "OpenVINO IR", onnx_to_ir, graph, ir))
     if cfg.verify:
         result.verification, result.table = _verify(cfg, model, result, log)
@@ -316,7 +314,7 @@ def _engines(cfg: ExportConfig, graphs: list[Path], log) -> list[Path]:
         if isinstance(plan, Skipped):
             log(f"{graph.name}: {plan.reason}")
             continue
-        engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
+        engine = derived_path(graph, "tensorrt")  # its own .json sidecar
         meta = read_metadata(graph)
         engines.append(
             _timed(log, f"TensorRT {engine.name}", build_file, graph, engine, plan, meta, cache)
@@ -358,8 +356,8 @@ def _publish(
     """Move every artefact (and its sidecar) from staging into ``out``; then Triton."""
     moved: dict[Path, Path] = {}
     for path in [*result.graphs, *result.engines, *result.openvino]:
-        for f in (path, sidecar_path(path), path.with_suffix(".bin")):  # .bin: an IR's weights
-            if f.exists() and f not in moved:
+        for f in model_files(path):  # with its sidecar (an IR: and its weights)
+            if f not in moved:
                 moved[f] = out / f.name
                 os.replace(f, moved[f])
     result.graphs = [moved[g] for g in result.graphs]

@@ -25,17 +25,14 @@ from pathlib import Path
 
 from edgevid._atomic import atomic_dir
 from edgevid.core.artifact import OUTPUT_NAME, input_name, sidecar_path
+from edgevid.core.formats import BY_EXTENSION, FORMATS, is_format
 from edgevid.core.meta import META_FILENAME, ModelMeta
 from edgevid.core.onnx_file import read_metadata
 from edgevid.errors import ExportError
 
-# extension -> (Triton backend, file name in the version folder, instance kind). `backend:`
-# rather than the legacy `platform:` (onnxruntime_onnx / tensorrt_plan), which Triton still
-# accepts. An engine runs on a GPU only; a graph on the GPU where the server has one.
-BACKENDS = {
-    ".onnx": ("onnxruntime", "model.onnx", "KIND_AUTO"),
-    ".engine": ("tensorrt", "model.plan", "KIND_GPU"),
-}
+# Each format's Triton backend, file name and instance kind is its row's `triton`
+# (edgevid.core.formats). `backend:` rather than the legacy `platform:` (onnxruntime_onnx /
+# tensorrt_plan), which Triton still accepts.
 META_PARAMETER = "edgevid"  # config.pbtxt parameter holding the ModelMeta JSON
 DEFAULT_MAX_BATCH = 8
 
@@ -118,17 +115,20 @@ def add_model(
     ``max_batch_size`` defaults to the engine's profile maximum (8 for a graph); an engine
     is never declared with more than its profile allows (Triton would refuse to load it)."""
     model_path = Path(model_path)
-    if model_path.suffix not in BACKENDS:
-        raise ExportError(f"{model_path}: Triton takes .onnx graphs or .engine files")
-    if model_path.suffix == ".onnx":
+    fmt = BY_EXTENSION.get(model_path.suffix.lower())
+    if fmt is None or fmt.triton is None:
+        served = sorted(e for f in FORMATS.values() if f.triton for e in f.extensions)
+        raise ExportError(f"{model_path}: Triton takes {', '.join(served)} files")
+    if fmt.name == "onnx":
         meta = read_metadata(model_path)
     else:
         meta = ModelMeta.load(sidecar_path(model_path))
     max_batch_size = resolve_max_batch(model_path, meta, max_batch_size)
-    backend, filename, kind = BACKENDS[model_path.suffix]
+    backend, filename, kind = fmt.triton
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", model_path.stem)
-    if model_path.suffix == ".engine" and not name.endswith(("-trt", "_trt")):
-        name = f"{name}-trt"  # never the same folder as the graph it was built from
+    mark = fmt.derived or ""  # never the same folder as the graph an engine was built from
+    if mark and not name.endswith((mark, mark.replace("-", "_"))):
+        name = f"{name}{mark}"
     target = Path(repo) / name
     with atomic_dir(target) as tmp:
         (tmp / "1").mkdir()
@@ -141,7 +141,7 @@ def add_model(
 
 def resolve_max_batch(model_path: Path, meta: ModelMeta, requested: int | None) -> int:
     """The max_batch_size to declare: ``requested``, bounded by an engine's profile."""
-    is_engine = model_path.suffix == ".engine"
+    is_engine = is_format(model_path, "tensorrt")
     built = (meta.extra.get("engine") or {}).get("batch") if is_engine else None
     engine_max = int(built[2]) if built else None
     size = requested if requested is not None else (engine_max or DEFAULT_MAX_BATCH)

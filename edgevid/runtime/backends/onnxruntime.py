@@ -113,14 +113,13 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only
         # No buffer reuse across tensors: ORT's reuse plan chains buffers so that one run
-        # holds ~4x its live activations (prune8 FP32 at 224: 250 MB where 60 MB are ever
-        # live at once). Without it the arena only grows to the real live set, and runs are
-        # faster. Measured on 2 CPU cores, prune8: FP32 0.51 s / 389 MB peak vs 0.61 s /
-        # 539 MB with reuse; INT8 static 0.19 s / 283 MB vs 0.33 s / 394 MB.
+        # holds several times its live activations. Without it the arena only grows to the
+        # real live set (the peaks it gives: benchmarks/results/bench_runtime*.json,
+        # peak_rss_mb; the comparison with reuse on is not kept in a benchmark).
         so.enable_mem_reuse = False
         # Idle ORT threads sleep instead of spinning: on a small CPU the spinning steals the
-        # cores the capture thread decodes on (prune8 INT8 dynamic, 2 cores: runtime
-        # overhead 12.6% -> 9.1% of inference, inference itself 157 -> 150 ms).
+        # cores the capture thread decodes on (the overhead share it gives:
+        # benchmarks/results/bench_runtime*.json, overhead_ratio).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             so.intra_op_num_threads = threads
