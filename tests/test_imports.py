@@ -55,9 +55,10 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
-def _imports(path: Path, runtime_only: bool = False) -> list[tuple[int, str]]:
+def _imports(path: Path, runtime_only: bool = False, names: bool = False) -> list[tuple[int, str]]:
     """(line, absolute module name) of every import in ``path`` (``runtime_only``: those
-    that execute, not the ones under ``if TYPE_CHECKING:``)."""
+    that execute, not the ones under ``if TYPE_CHECKING:``; ``names``: ``from pkg import x``
+    as ``pkg.x``, which is a module when x is one)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip = _type_checking_nodes(tree) if runtime_only else set()
     found = []
@@ -67,7 +68,11 @@ def _imports(path: Path, runtime_only: bool = False) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.lineno, node.module))
+            found += (
+                [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+                if names
+                else [(node.lineno, node.module)]
+            )
     return found
 
 
@@ -171,8 +176,8 @@ def test_no_import_cycle_within_a_package(package):
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for _, imported in _imports(path, runtime_only=True):
-            # "from pkg import mod" names a module too: keep the longest known prefix
+        for _, imported in _imports(path, runtime_only=True, names=True):
+            # "from pkg import mod" imports mod (pkg is already loaded): the longest known prefix
             while imported and imported not in modules:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name:
