@@ -150,6 +150,16 @@ def test_open_segment_closes_when_the_stream_goes_still(tiny_onnx, scene):
     assert streamer.stats.streams[0].windows_skipped > 0
 
 
+def test_predict_closes_the_segment_where_the_stream_goes_still(tiny_onnx, scene):
+    import edgevid
+
+    config = SegmentConfig(open_threshold=0.0, close_threshold=0.0, min_on_s=0.0, min_off_s=99)
+    ungated = edgevid.predict(scene["gap"], tiny_onnx, segments=config)
+    gated = edgevid.predict(scene["gap"], tiny_onnx, segments=config, gate="motion")
+    assert ungated.segments[-1].end > 300 / FPS  # held to the end of the file (frame 319)
+    assert gated.segments[-1].end < 240 / FPS  # closed when the scene stilled (frame 180)
+
+
 def test_gating_changes_nothing_while_everything_moves(tiny_onnx, media_dir):
     path = media_dir / "bikes.mp4"
     clf = Classifier(tiny_onnx)
