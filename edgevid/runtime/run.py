@@ -168,7 +168,7 @@ def run_streams(
                     on_segment(event)
 
         try:
-            with _loop_signals():
+            with _loop_signals(streamer.stop):
                 for step in streamer.steps():
                     for result in step.results:
                         delivery.result(result)
@@ -204,6 +204,7 @@ class _SignalState:
     installed = False  # inside stop_on_signals
     mode = "raise"  # "raise" | "flag" | "ignore"
     received: str | None = None  # name of the first stop signal
+    on_stop: Callable[[], None] | None = None  # ends the loop now (Streamer.stop), in "flag"
 
 
 _STATE = _SignalState()
@@ -216,17 +217,20 @@ def _on_signal(signum: int, frame: object) -> None:
     _STATE.received = name
     if _STATE.mode == "raise":
         raise KeyboardInterrupt(name)
+    if _STATE.on_stop is not None:
+        _STATE.on_stop()
 
 
 @contextlib.contextmanager
-def _loop_signals() -> Iterator[None]:
-    """While the loop runs, a stop signal ends it after the step in progress (every frame
-    read is rendered and every result delivered); afterwards, signals are ignored."""
-    _STATE.mode = "flag"
+def _loop_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While the loop runs, a stop signal calls ``stop`` and ends the loop after the step
+    in progress (every frame read is rendered and every result delivered), even while no
+    frame arrives; afterwards, signals are ignored."""
+    _STATE.mode, _STATE.on_stop = "flag", stop
     try:
         yield
     finally:
-        _STATE.mode = "ignore"
+        _STATE.mode, _STATE.on_stop = "ignore", None
 
 
 def _stop_requested() -> bool:
