@@ -206,8 +206,7 @@ class Source:
                 remaining = lost.deadline - time.monotonic()
                 if remaining <= 0:
                     raise SourceError(
-                        f"{self.uri}: stream lost and not back after "
-                        f"{self.config.reconnect_s:g} s"
+                        f"{self.uri}: stream lost and not back after {self.config.reconnect_s:g} s"
                     )
                 if self._stop.wait(min(lost.delay, remaining)):
                     break
