@@ -108,7 +108,14 @@ class Delivery:
         return [Path(log.name) for log in self.logs.values() if log.name != "-"]
 
     def report(self) -> list[str]:
-        return [self.publisher.report()] if self.publisher is not None else []
+        lines = [self.publisher.report()] if self.publisher is not None else []
+        lines += [
+            f"{log.name}: {log.dropped} lines dropped (its reader fell behind), "
+            f"{log.unwritten} not taken at exit"
+            for log in self.logs.values()
+            if log.dropped or log.unwritten
+        ]
+        return lines
 
     def close(self) -> None:
         for log in self.logs.values():
@@ -117,10 +124,11 @@ class Delivery:
             self.publisher.close()
 
     def abort(self) -> None:
-        """Close, and remove the log files still empty: the run never started."""
+        """Close, and remove the log files this run created and never wrote to (the run
+        never started): every file that existed before is left as it was."""
         self.close()
         for log in self.logs.values():
-            if log.name != "-" and log.records == 0:
+            if log.created and log.records == 0:
                 Path(log.name).unlink(missing_ok=True)
 
 
