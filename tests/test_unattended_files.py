@@ -171,7 +171,7 @@ def test_an_existing_log_is_appended_to_never_truncated(work):
     old_r, old_ev = (work / "r.jsonl").read_bytes(), (work / "ev.jsonl").read_bytes()
     for _ in range(2):  # a restarted run continues the log
         proc = edgevid(*RUN, "-s", "clip.mp4", "-m", "model.onnx", "--json", "r.jsonl",
-                       "--events", "ev.jsonl", "--segment-threshold", "0.2", cwd=work)  # fmt: skip
+                       "--events", "ev.jsonl", cwd=work)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
     data = (work / "r.jsonl").read_bytes()
     assert data.startswith(old_r) and (work / "ev.jsonl").read_bytes().startswith(old_ev)
