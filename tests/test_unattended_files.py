@@ -88,8 +88,14 @@ FAILED_STARTS = {  # what fails, as extra run arguments
     "model typo": ["-s", "clip.mp4", "-m", "modle.onnx"],
     "missing source": ["-s", "nope.mp4", "-m", "model.onnx"],
     "undecodable source": ["-s", "model.json", "-m", "model.onnx"],
-    "unreachable broker": ["-s", "clip.mp4", "-m", "model.onnx",
-                           "--publish", "mqtt://127.0.0.1:9/edgevid"],  # fmt: skip
+    "unreachable broker": [
+        "-s",
+        "clip.mp4",
+        "-m",
+        "model.onnx",
+        "--publish",
+        "mqtt://127.0.0.1:9/edgevid",
+    ],  # fmt: skip
 }
 LOGS = {  # which logs the run is given: existing ones, and one that does not exist yet
     "json": ["--json", "r.jsonl"],
@@ -125,10 +131,14 @@ OVERLAPS = [  # (arguments, what the line names); every file must stay byte-iden
     (["-s", "clip.mp4", "-m", "model.onnx", "-o", "model.onnx"], "--model model.onnx"),
     (["-s", "clip.mp4", "-m", "model.onnx", "--json", "model.backend.json"], "cache"),
     (["-s", "clip.mp4", "-m", "model.onnx", "--json", "r.jsonl", "-o", "r.jsonl"], "--json"),
-    (["-s", "clip.mp4", "-s", "clip_1.mp4", "-m", "model.onnx", "-o", "clip.mp4"],
-     "--source clip_1.mp4"),  # per-stream outputs clip_0.mp4, clip_1.mp4
-    (["-s", "out-0003.mp4", "-m", "model.onnx", "-o", "out.mp4", "--output-segment-s", "1"],
-     "--source out-0003.mp4"),  # a part of a video written in parts
+    (
+        ["-s", "clip.mp4", "-s", "clip_1.mp4", "-m", "model.onnx", "-o", "clip.mp4"],
+        "--source clip_1.mp4",
+    ),  # per-stream outputs clip_0.mp4, clip_1.mp4
+    (
+        ["-s", "out-0003.mp4", "-m", "model.onnx", "-o", "out.mp4", "--output-segment-s", "1"],
+        "--source out-0003.mp4",
+    ),  # a part of a video written in parts
 ]
 
 

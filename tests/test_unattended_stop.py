@@ -224,10 +224,10 @@ def test_a_source_that_opens_but_gives_no_frame_backs_off_then_fails():
 
     opens: list[float] = []
     t0 = time.monotonic()
-    with Source(silent_spec(opens), CaptureConfig(reconnect_s=1.5)) as src:
-        with pytest.raises(SourceError, match="not back after 1.5 s"):
-            while src.get(timeout=0.1) is None and time.monotonic() - t0 < 10:
-                pass
+    gone = pytest.raises(SourceError, match="not back after 1.5 s")
+    with Source(silent_spec(opens), CaptureConfig(reconnect_s=1.5)) as src, gone:
+        while src.get(timeout=0.1) is None and time.monotonic() - t0 < 10:
+            pass
     took = time.monotonic() - t0
     assert 1.4 < took < 3.0, took
     assert 3 <= len(opens) <= 8, len(opens)  # 0.1, 0.2, 0.4, 0.8 s apart: not thousands
@@ -254,8 +254,8 @@ def test_streamer_stop_ends_the_loop_while_no_frame_arrives(tiny_onnx, tmp_path)
     from edgevid.runtime.streamer import StreamConfig, Streamer
 
     with UdpSender(tmp_path) as sender:
-        streamer = Streamer([sender.url], str(tiny_onnx),
-                            StreamConfig(every=2, options=SourceOptions(timeout_s=1.0)))  # fmt: skip
+        config = StreamConfig(every=2, options=SourceOptions(timeout_s=1.0))
+        streamer = Streamer([sender.url], str(tiny_onnx), config)
         steps = streamer.steps()
         while not next(steps).frames:  # the stream flows
             pass

@@ -81,7 +81,7 @@ class Delivery:
             if target is not None:
                 self.publisher = MqttPublisher(target, mqtt)
         except BaseException:
-            self.close()
+            self.abort()
             raise
 
     def _log(self, path: str | os.PathLike, what: str) -> JsonLines:
