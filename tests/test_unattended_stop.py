@@ -268,3 +268,26 @@ def test_streamer_stop_ends_the_loop_while_no_frame_arrives(tiny_onnx, tmp_path)
     thread = streamer.lanes[0].source._thread
     thread.join(5)  # its FFmpeg read returns at its 1 s timeout and releases the reader
     assert not thread.is_alive()
+
+
+# --- a broker that went away -------------------------------------------------------------------
+@pytest.mark.slow  # a realtime clip and a broker: ~10 s
+def test_stop_while_the_broker_is_away_within_2_s(tiny_onnx, media_dir, tmp_path):
+    pytest.importorskip("paho.mqtt.client")
+    from tests.test_mqtt import MOSQUITTO, Broker
+
+    if MOSQUITTO is None:
+        pytest.skip("needs the mosquitto broker (apt-get install mosquitto)")
+    with Broker(tmp_path) as broker:
+        topic = f"mqtt://127.0.0.1:{broker.port}/edgevid"
+        proc = spawn("run", "-s", media_dir / "bikes.mp4", "-m", tiny_onnx, "--device", "cpu",
+                     "--realtime", "--every", "1", "--json", "r.jsonl", "-o", "out.mp4",
+                     "--publish", topic, cwd=tmp_path)  # fmt: skip
+        wait_until(proc, lambda: lines_in(tmp_path / "r.jsonl") >= 5)
+        broker.kill()  # messages now wait in the outbox, undelivered
+        time.sleep(1.5)
+        took, err = stop(proc, "SIGTERM")
+    assert proc.returncode == 0, err
+    assert took < STOP_WITHIN_S, f"took {took:.2f} s"
+    assert_kept(tmp_path, err, "SIGTERM")
+    assert "not delivered at exit" in err, err

@@ -244,9 +244,10 @@ class MqttPublisher:
         else:  # success, or no connection right now: paho resends after reconnecting
             self.sent += 1
 
-    def close(self) -> None:
-        """Give queued messages ``flush_s`` to reach the broker, then disconnect."""
-        deadline = time.monotonic() + self.config.flush_s
+    def close(self, flush_s: float | None = None) -> None:
+        """Give queued messages ``flush_s`` (default: the config's) to reach the broker,
+        then disconnect."""
+        deadline = time.monotonic() + (self.config.flush_s if flush_s is None else flush_s)
         while self.delivered < self.sent and time.monotonic() < deadline:
             time.sleep(0.02)
         self._stop()

@@ -34,6 +34,7 @@ from edgevid.runtime.stats import Stats
 from edgevid.runtime.streamer import Result, Streamer
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each ends a run the same way
+STOP_FLUSH_S = 0.5  # after a stop signal, the most an MQTT outbox gets to drain
 
 
 @dataclass
@@ -117,11 +118,14 @@ class Delivery:
         ]
         return lines
 
-    def close(self) -> None:
+    def close(self, stopping: bool = False) -> None:
+        """Close every output; ``stopping`` (a stop signal) bounds the time a broker that
+        is away gets for the queued messages, so the stop takes < 2 s."""
         for log in self.logs.values():
             log.close()
         if self.publisher is not None:
-            self.publisher.close()
+            flush = min(STOP_FLUSH_S, self.publisher.config.flush_s) if stopping else None
+            self.publisher.close(flush)
 
     def abort(self) -> None:
         """Close, and remove the log files this run created and never wrote to (the run
@@ -196,7 +200,7 @@ def run_streams(
         streamer.close()
         written = renderer.close(ok) if renderer is not None else []
         if delivery is not None:  # on an error, logs nothing was written to are removed
-            delivery.close() if ok else delivery.abort()
+            delivery.close(_stop_requested()) if ok else delivery.abort()
     return RunOutcome(
         streamer.stats, written + delivery.files(), interrupted,
         (_STATE.received or "SIGINT") if interrupted else None,
