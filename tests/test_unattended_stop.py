@@ -291,3 +291,20 @@ def test_stop_while_the_broker_is_away_within_2_s(tiny_onnx, media_dir, tmp_path
     assert took < STOP_WITHIN_S, f"took {took:.2f} s"
     assert_kept(tmp_path, err, "SIGTERM")
     assert "not delivered at exit" in err, err
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stop_while_a_fifo_waits_for_its_reader(tiny_onnx, media_dir, tmp_path, sig):
+    """Before the loop a stop is an interruption (exit 130): the FIFO stays, the other log
+    this run created is removed, nothing else was made."""
+    fifo = tmp_path / "r.fifo"
+    os.mkfifo(fifo)
+    proc = spawn("run", "-s", media_dir / "bikes.mp4", "-m", tiny_onnx, "--device", "cpu",
+                 "--json", "r.jsonl", "--events", fifo, "-o", "out.mp4", cwd=tmp_path)  # fmt: skip
+    wait_until(proc, lambda: (tmp_path / "r.jsonl").exists())  # --json opened: now --events
+    time.sleep(0.5)
+    took, err = stop(proc, sig)
+    assert proc.returncode == 130, err
+    assert took < STOP_WITHIN_S, f"took {took:.2f} s"
+    assert "Traceback" not in err and err.strip() == "edgevid: interrupted", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.fifo"] and fifo.is_fifo()
