@@ -352,3 +352,22 @@ def test_sigkill_mid_run_then_a_restart_leaves_no_temp(work, media_dir):
     assert again.returncode == 0, again.stderr
     assert temps(work) == [] and (work / "out.mp4").is_file()
     assert (work / "r.jsonl").read_bytes().startswith(old)
+
+
+@pytest.mark.parametrize("keep", [1.0, 0.9, 0.5, 0.0], ids=["whole", "90%", "half", "empty"])
+def test_a_written_mp4_is_checked_from_its_index(media_dir, tmp_path, keep):
+    """check_written reads an MP4's frame count from its index, in pure Python (an FFmpeg
+    open would wait on the lock a reconnecting capture holds): a cut file is refused."""
+    from edgevid.core.video import check_written, mp4_sample_count
+    from edgevid.errors import VideoError
+
+    data = (media_dir / "bikes.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    if keep == 1.0:
+        assert mp4_sample_count(cut) == 250
+        check_written(cut, 250)
+    else:
+        assert mp4_sample_count(cut) == -1
+        with pytest.raises(VideoError, match="cut.mp4: the video writer failed"):
+            check_written(cut, 1)
