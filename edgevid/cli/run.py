@@ -6,6 +6,7 @@ Core install only (numpy, OpenCV, ONNX Runtime, click): nothing here imports tor
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -164,6 +165,7 @@ def run(
     )  # fmt: skip
     seg_overrides = {"open_threshold": segment_threshold, "close_threshold": segment_release}
     SegmentConfig(**seg_overrides).validate()  # bad thresholds fail before anything opens
+    check_output_paths(sources, model, json_path, events_path, output, output_segment_s)
     with stop_on_signals():
         # outputs first: a bad path or an unreachable broker fails before the model loads
         delivery = Delivery(json_path, events_path, publish, MqttConfig(outbox=mqtt_outbox))
@@ -200,6 +202,32 @@ def run(
         click.echo(f"wrote {path}", err=True)
 
 
+def check_output_paths(
+    sources: tuple[str, ...], model: str, json_path: str | None, events_path: str | None,
+    output: Path | None, segment_s: float | None,
+) -> None:  # fmt: skip
+    """Refuse, before anything is opened, an output that is a source, the model, its
+    sidecar or backend cache, or another output (--json and --events may share a log)."""
+    from edgevid._atomic import refuse_overlaps
+    from edgevid.core.artifact import sidecar_path
+    from edgevid.runtime.backends.choice import cache_path
+    from edgevid.runtime.render import is_part_of, output_paths
+
+    inputs = [("--source", s) for s in sources if Path(s.removeprefix("file://")).exists()]
+    if Path(model).is_file():
+        inputs += [("--model", model), ("--model's sidecar", sidecar_path(model)),
+                   ("--model's backend cache", cache_path(model))]  # fmt: skip
+    logs = dict.fromkeys(p for p in (json_path, events_path) if p not in (None, "-"))
+    outputs = [("--json" if p == json_path else "--events", p) for p in logs]
+    for video in output_paths(output, len(sources)) if output is not None else []:
+        outputs.append(("--output", video))
+        if segment_s:  # its parts out-0000.mp4 ...: any of them that is an input
+            folder = os.path.realpath(video.parent)
+            outputs += [("--output", p) for _, p in inputs if is_part_of(video, Path(p).name)
+                        and os.path.dirname(os.path.realpath(p)) == folder]  # fmt: skip
+    refuse_overlaps(outputs, inputs)
+
+
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--video", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -229,11 +257,15 @@ def bench(
     Example:
       edgevid bench prune8.onnx prune8-int8.onnx --video clip.mp4 --json bench.json
     """
-    from edgevid._atomic import write_json
+    from edgevid._atomic import refuse_overlaps, write_json
     from edgevid.core.video import probe_video
     from edgevid.errors import ModelError
     from edgevid.runtime.bench import bench_models, format_table
 
+    if json_path is not None:  # never over the video or a model
+        refuse_overlaps(
+            [("--json", json_path)], [("--video", video), *(("model", m) for m in models)]
+        )
     probe_video(video)  # a bad video fails once, clearly, before any model loads
     for m in models:
         if not m.is_file():
