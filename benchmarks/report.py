@@ -27,7 +27,7 @@ DEMO_JSON = RESULTS / "demo.json"
 README = ROOT / "README.md"
 DEMO_START, DEMO_END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
 MAX_ROWS = 40  # longer lists (per-run records) are summarised, not printed
-# The demo's accuracy columns: compared exactly by tests/test_demo_reproduces.py.
+# The demo's accuracy columns: compared exactly by tests/test_demo.py.
 ACCURACY_KEYS = ("acc_fp32", "acc_fp16", "acc_int8")
 # The packages whose versions decide the demo's numbers, recorded with them.
 PINNED = ("torch", "transformers", "numpy", "opencv-python-headless", "onnxruntime", "onnx",
