@@ -3,11 +3,17 @@
 ``<!-- benchmarks -->`` becomes every ``benchmarks/results/*.json`` as tables, and
 ``<!-- demo-table -->`` the demo table from ``benchmarks/results/demo.json``, both through
 ``benchmarks/report.py``, the one renderer the README's demo table also comes from.
+``<!-- output: edgevid ARGS -->`` becomes what that command prints now (a computed listing,
+such as ``edgevid variants``, is never copied into a page by hand).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 _REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
@@ -20,7 +26,17 @@ def _report():
     return module
 
 
+_OUTPUT = re.compile(r"<!-- output: edgevid (?P<args>[^>]*?) -->")
+
+
+def _command_output(m: re.Match) -> str:
+    cmd = [sys.executable, "-m", "edgevid", *shlex.split(m.group("args"))]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    return f"```text\n{r.stdout.rstrip()}\n```"
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    markdown = _OUTPUT.sub(_command_output, markdown)
     if "<!-- benchmarks -->" in markdown:
         markdown = markdown.replace("<!-- benchmarks -->", _report().render_all())
     if "<!-- demo-table -->" in markdown:

@@ -64,4 +64,6 @@ def test_the_site_builds_strict_with_generated_pages(tmp_path):
     assert "--config" in cli and "EDGEVID_RUN_" in cli
     api = (site / "api" / "index.html").read_text()
     assert "Classifier" in api and "create_model" in api  # from the docstrings
+    models = (site / "guide" / "models" / "index.html").read_text()
+    assert "GFLOPs" in models and "prune8" in models  # edgevid variants, run at build time
     assert "Unreleased" in (site / "changelog" / "index.html").read_text()
