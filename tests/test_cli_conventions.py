@@ -96,6 +96,7 @@ def test_run_options_precedence_cli_over_env_over_config_file(tmp_path):
         assert r.stderr.count("\n") == 1 and expected in r.stderr, (args, env, r.stderr)
 
 
+@pytest.mark.slow  # three real runs
 def test_run_takes_its_options_from_a_config_file_and_the_environment(tmp_path, tiny_onnx):
     if not CLIP.is_file():
         pytest.skip(f"real clips not found at {MEDIA}")
