@@ -3,6 +3,7 @@
 ``<!-- benchmarks -->`` becomes every ``benchmarks/results/*.json`` as tables, and
 ``<!-- demo-table -->`` the demo table from ``benchmarks/results/demo.json``, both through
 ``benchmarks/report.py``, the one renderer the README's demo table also comes from.
+``<!-- benchmark: FILE.json -->`` one of them (where a guide discusses it), and
 ``<!-- output: edgevid ARGS -->`` becomes what that command prints now (a computed listing,
 such as ``edgevid variants``, is never copied into a page by hand).
 """
@@ -26,6 +27,7 @@ def _report():
     return module
 
 
+_ONE = re.compile(r"<!-- benchmark: (?P<file>[\w.-]+\.json) -->")
 _OUTPUT = re.compile(r"<!-- output: edgevid (?P<args>[^>]*?) -->")
 
 
@@ -37,6 +39,9 @@ def _command_output(m: re.Match) -> str:
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     markdown = _OUTPUT.sub(_command_output, markdown)
+    if _ONE.search(markdown):
+        results = _REPORT.parent / "results"
+        markdown = _ONE.sub(lambda m: _report().render_result(results / m["file"]), markdown)
     if "<!-- benchmarks -->" in markdown:
         markdown = markdown.replace("<!-- benchmarks -->", _report().render_all())
     if "<!-- demo-table -->" in markdown:
