@@ -161,7 +161,7 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(work, args, nam
 @pytest.mark.parametrize("target", ["clip.mp4", "model.onnx"])
 def test_bench_json_over_its_video_or_a_model_is_refused(work, target):
     before = snapshot(work)
-    proc = edgevid("bench", "model.onnx", "--video", "clip.mp4", "--json", target, cwd=work)
+    proc = edgevid("bench", "-m", "model.onnx", "-s", "clip.mp4", "--json", target, cwd=work)
     assert proc.returncode == 2, proc.stderr
     one_error_line(proc, "refusing to write over it", target)
     assert snapshot(work) == before
@@ -260,7 +260,7 @@ def test_bench_json_to_a_fifo_is_written_in_place(work):
     fifo = work / "bench.fifo"
     os.mkfifo(fifo)
     reader = FifoReader(fifo)
-    proc = edgevid("bench", "model.onnx", "--video", "clip.mp4", "--max-frames", "16",
+    proc = edgevid("bench", "-m", "model.onnx", "-s", "clip.mp4", "--max-frames", "16",
                    "--device", "cpu", "--json", fifo, cwd=work, timeout=300)  # fmt: skip
     reader.thread.join(10)
     assert proc.returncode == 0, proc.stderr

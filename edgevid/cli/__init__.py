@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -115,7 +116,10 @@ def os_error_line(e: OSError) -> str:
 
 @click.group(cls=EdgevidGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="edgevid")
-def main() -> None:
+@click.option("--verbose", "-v", count=True, help="Debug log lines on stderr.")
+@click.option("--quiet", "-q", count=True,
+              help="Warnings and errors only, no progress bars (-qq: errors only).")  # fmt: skip
+def main(verbose: int, quiet: int) -> None:
     """edgevid: video action recognition from training to real-time edge deployment.
 
     \b
@@ -127,8 +131,39 @@ def main() -> None:
       edgevid compile prune4.onnx       on a Jetson: a TensorRT engine, cached
       edgevid run --source /dev/video0 --model prune4.onnx
     Or all of it at once, offline on a CPU: edgevid demo
+    Your environment, for a bug report: edgevid checks
+
+    \b
+    Output: results on stdout (tables, or JSON with --json); progress, log lines, warnings
+    and errors on stderr, through Python logging (logger "edgevid"; -v / -q set its level).
+    Documentation: docs/ in the source tree (mkdocs serve), CLI reference in docs/cli.md.
     """
     _quiet_libraries()
+    configure_logging(verbose - quiet)
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as plain lines on the current stderr (click's, so tests capture it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def configure_logging(verbosity: int) -> None:
+    """The "edgevid" logger: INFO by default, DEBUG with -v, WARNING with -q, ERROR with -qq."""
+    from edgevid import progress
+
+    levels = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+    level = levels[max(-2, min(1, verbosity))]
+    logger = logging.getLogger("edgevid")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    progress.set_quiet(verbosity < 0)
 
 
 def _quiet_libraries() -> None:
@@ -144,7 +179,9 @@ def _quiet_libraries() -> None:
 
 
 # One module per stage; each lists its click commands in COMMANDS.
-_COMMAND_MODULES = ("data", "models", "train", "export", "compile", "run", "bench", "demo")
+_COMMAND_MODULES = (
+    "data", "models", "train", "export", "compile", "run", "bench", "demo", "checks",
+)  # fmt: skip
 
 
 for _name in _COMMAND_MODULES:
