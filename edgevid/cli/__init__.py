@@ -133,7 +133,7 @@ def _quiet_libraries() -> None:
 
 
 # One module per stage; each lists its click commands in COMMANDS.
-_COMMAND_MODULES = ("data", "models", "train", "export", "run", "bench", "demo")
+_COMMAND_MODULES = ("data", "models", "train", "export", "run", "bench", "plan", "demo")
 
 
 for _name in _COMMAND_MODULES:
