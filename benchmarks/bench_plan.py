@@ -34,6 +34,9 @@ from edgevid.plan.run import PlanConfig, finish, machine_info, plan
 from edgevid.plan.search import Constraints
 from edgevid.plan.space import available_backends, candidates
 
+# torch's OpenMP threads spin by default, and on a shared 2-core machine the spinning takes
+# the cores from the work (edgevid/cli/__init__.py sets the same for every command)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 RESULTS = Path(__file__).parent / "results" / "bench_plan.json"
 FIGURE = Path(__file__).parents[1] / "docs" / "img" / "plan_pareto.png"
 LEVELS = (2, 4, 6, 8)
@@ -83,9 +86,12 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=8)
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=5, help="timed full-size inferences")
-    ap.add_argument("--teacher-epochs", type=int, default=25)
+    ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # the tiny models gain nothing from a second thread
     c = Constraints(search.budget_ms(None, args.fps, args.every), args.max_drop)
     load_before = machine_info()["load_avg"]
     t0 = time.perf_counter()

@@ -19,11 +19,15 @@ def test_demo_runs_every_stage(tmp_path, media_dir):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "edgevid", "demo", "--out", str(out), "--epochs", "1",
            "--clips-per-class", "6", "--media", str(media_dir), "--quiet"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert [r["model"] for r in results["rows"]] == ["timesformer", "scratch", "pruned"]
+    plan = json.loads((out / "plan" / "plan.json").read_text())  # the demo ends with a plan
+    assert plan["constraints"]["budget_ms"] == pytest.approx(8000 / 30)
+    assert results["artefacts"]["plan:command"] == plan["command"]
+    assert plan["command"].startswith("edgevid run --source ")
     for row in results["rows"]:
         for precision in DEMO_COLUMNS:  # every column of the table, from the precision table
             assert 0.0 <= row[f"acc_{precision}"] <= 1.0 and row[f"ms_{precision}"] > 0
