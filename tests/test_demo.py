@@ -64,7 +64,7 @@ def test_demo_for_real_with_a_weights_folder_and_a_dataset(tmp_path, media_dir):
     cmd = [sys.executable, "-m", "edgevid", "demo", "--weights", str(tmp_path / "k400"),
            "--data", str(data), "--epochs", "1", "--out", str(out), "--media", str(media_dir),
            "--quiet"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 
