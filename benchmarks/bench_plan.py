@@ -16,6 +16,7 @@ JSON lists what the search would have skipped. Measurements are cached in --work
 again to resume.
 
     python benchmarks/bench_plan.py                      # ~30 min on 2 busy cores
+    python benchmarks/bench_plan.py --teacher demo/runs/timesformer/best --data demo/data
     python benchmarks/bench_plan.py --fps 30 --every 8 --max-drop 1
 """
 
@@ -86,6 +87,13 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=8)
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=5, help="timed full-size inferences")
+    ap.add_argument(
+        "--teacher",
+        type=Path,
+        help="a trained tiny-timesformer RUN/best "
+        "(e.g. edgevid demo's runs/timesformer/best) [default: train one]",
+    )
+    ap.add_argument("--data", type=Path, help="its dataset (the demo's data/)")
     ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
@@ -97,7 +105,10 @@ def main() -> None:
     t0 = time.perf_counter()
 
     # 1. accuracy: the plan itself, on tiny trained models
-    data, teacher = tiny_teacher(args.work, args.teacher_epochs)
+    if args.teacher is not None and args.data is not None:
+        data, teacher = args.data, args.teacher
+    else:
+        data, teacher = tiny_teacher(args.work, args.teacher_epochs)
     tiny = plan(PlanConfig(checkpoint=teacher, data=data, constraints=c, out=args.work / "tiny",
                            precisions=PRECISIONS, levels=LEVELS, threads=(args.threads,),
                            recover_epochs=2, lr=1e-3, rounds=10, progress=False))  # fmt: skip
@@ -145,6 +156,8 @@ def main() -> None:
         "selection": {"message": result.selection.message,
                       "recommendation": report["recommendation"],
                       "nearest_miss": report["nearest_miss"], "command": report["command"]},
+        "teacher": str(teacher),
+        "data": str(data),
         "baseline_accuracy_tiny": tiny.baseline,
         "full_size": report["candidates"],
         "pareto_front": report["pareto_front"],

@@ -73,8 +73,8 @@ def plot_pareto(
         ax.plot([r.p95_ms for r in front], [r.accuracy for r in front], "k-", lw=1,
                 label="Pareto front")  # fmt: skip
     ax.axvline(c.budget_ms, color="red", ls="--", lw=1, label=f"budget {c.budget_ms:.0f} ms")
-    if baseline is not None:
-        floor = baseline - c.max_drop / 100
+    floor = None if baseline is None else baseline - c.max_drop / 100
+    if floor is not None:
         ax.axhline(floor, color="purple", ls="--", lw=1, label=f"floor {floor:.3f} "
                    f"(unpruned FP32 - {c.max_drop:g} pts)")  # fmt: skip
     best = sel.pick or sel.miss
@@ -87,12 +87,15 @@ def plot_pareto(
         ax.scatter([], [], marker=markers[b], color="grey", label=b)
     for i, p in enumerate(precisions):
         ax.scatter([], [], marker="s", color=f"C{i}", label=p)
+    lows = [r.accuracy for r in scored] + ([floor] if floor is not None else [])
+    if lows:  # accuracy is in [0, 1]: a floor below 0 (a huge --max-drop) is off the chart
+        ax.set_ylim(max(0.0, min(lows) - 0.05), min(1.02, max(lows) + 0.05))
     ax.set_xscale("log")
     ax.set_xlabel(f"p95 latency per inference (ms, batch of {c.streams}, log scale)")
     ax.set_ylabel("top-1 accuracy (eval split)")
     ax.set_title(title or "edgevid plan: accuracy vs latency on this device")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
