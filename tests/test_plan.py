@@ -242,3 +242,17 @@ def test_plan_quick_resumes_after_ctrl_c_and_its_command_runs(tmp_path, synth_ro
     assert last.startswith("edgevid: error: no candidate meets p95 <= 0.0 ms")
     assert "nearest miss" in last and "Traceback" not in miss.stderr
     assert json.loads((out / "plan.json").read_text())["recommendation"] is None
+
+
+@needs_torch
+def test_a_level_the_registry_lacks_is_one_line_before_any_work(tmp_path, tiny_checkpoint,
+                                                                synth_root):  # fmt: skip
+    out = tmp_path / "PLAN"
+    r = subprocess.run([*_edgevid(), "plan", "--checkpoint", str(tiny_checkpoint), "--data",
+                        str(synth_root), "--levels", "3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (  # tiny-prune8 has 4 layers: no level below
+        "edgevid: error: --levels 3: the registry prunes tiny-prune8 by no layers, no other count"
+    )
+    assert not out.exists()

@@ -37,10 +37,10 @@ def prune_levels(variant: str, only: Sequence[int] | None = None) -> list[tuple[
         if spec.num_layers < teacher.num_layers and (only is None or drop in only):
             out.append((drop, name))
     if only is not None and len(out) < len(set(only) - {0}):
-        known = ", ".join(
-            str(12 - model_spec(n).num_layers) for n in list_models(f"{prefix}prune*")
-        )
-        raise ModelError(f"--levels: {variant} prunes to {known} layers dropped only")
+        known = ", ".join(str(d) for d, _ in prune_levels(variant))
+        asked = ",".join(map(str, only))
+        raise ModelError(f"--levels {asked}: the registry prunes {variant} by {known or 'no'} "
+                         "layers, no other count")  # fmt: skip
     return out
 
 

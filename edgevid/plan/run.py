@@ -79,9 +79,9 @@ def plan(cfg: PlanConfig, log: Log = print) -> PlanResult:
     manifest = load_or_split(cfg.data)
     if not manifest.paths(cfg.split):
         raise DataError(f"{cfg.data}: the {cfg.split} split is empty; accuracy needs clips")
+    levels = [0] + [d for d, _ in prune_levels(teacher.variant, cfg.levels)]
     work.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest.save(work / "manifest.json")
-    levels = [0] + [d for d, _ in prune_levels(teacher.variant, cfg.levels)]
     backends = [b for b in (cfg.backends or available_backends()) if b in available_backends()]
     if not backends:
         raise ModelError(f"none of the backends {', '.join(cfg.backends or ())} is available here")
