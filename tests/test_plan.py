@@ -245,6 +245,7 @@ def test_plan_quick_resumes_after_ctrl_c_and_its_command_runs(tmp_path, synth_ro
 
 
 @needs_torch
+@pytest.mark.slow
 def test_a_level_the_registry_lacks_is_one_line_before_any_work(tmp_path, tiny_checkpoint,
                                                                 synth_root):  # fmt: skip
     out = tmp_path / "PLAN"
