@@ -82,7 +82,8 @@ def plan(cfg: PlanConfig, log: Log = print) -> PlanResult:
     levels = [0] + [d for d, _ in prune_levels(teacher.variant, cfg.levels)]
     work.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest.save(work / "manifest.json")
-    backends = [b for b in (cfg.backends or available_backends()) if b in available_backends()]
+    here = available_backends()
+    backends = [b for b in (cfg.backends or here) if b in here]
     if not backends:
         raise ModelError(f"none of the backends {', '.join(cfg.backends or ())} is available here")
     space = candidates(levels, cfg.precisions, backends, cfg.threads)
@@ -111,9 +112,17 @@ def plan(cfg: PlanConfig, log: Log = print) -> PlanResult:
                 skipped[k.name] = why
                 shown.update(1)
                 continue
-            row, cached = cached_row(graph(k), k, work / "measurements", streams=c.streams,
-                                     rounds=cfg.rounds, manifest=manifest_file,
-                                     split=cfg.split)  # fmt: skip
+            try:
+                row, cached = cached_row(graph(k), k, work / "measurements", streams=c.streams,
+                                         rounds=cfg.rounds, manifest=manifest_file,
+                                         split=cfg.split)  # fmt: skip
+            except ModelError as e:  # one engine failing costs its row, not the plan
+                if k == baseline_cand:
+                    raise
+                skipped[k.name] = f"failed: {e}"
+                log(f"  {k.name}: {skipped[k.name]}")
+                shown.update(1)
+                continue
             rows.append(row)
             shown.set_postfix(last=k.name.replace(" ", "/"))
             shown.update(1)
