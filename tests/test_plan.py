@@ -176,6 +176,20 @@ def test_a_measurement_is_cached_and_measured_again_when_the_graph_changes(tiny_
     assert json.loads(cache_file(tmp_path / "c", cand).read_text())["key"]["streams"] == 1
 
 
+@pytest.mark.slow
+def test_a_graph_its_engine_cannot_load_is_one_line_naming_the_candidate(tmp_path):
+    from edgevid.errors import ModelError
+    from edgevid.plan.measure import cached_row
+
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not a graph")
+    cand = Candidate(4, "fp32", "onnxruntime", 1)
+    with pytest.raises(ModelError, match=r"^measuring prune4 fp32 onnxruntime x1: ") as e:
+        cached_row(model, cand, tmp_path / "c", streams=1, rounds=2, manifest=None)
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
+    assert not (tmp_path / "c").exists()  # nothing cached for a failed measurement
+
+
 # --- end to end -----------------------------------------------------------------------------
 def _edgevid() -> list[str]:
     return [sys.executable, "-m", "edgevid"]
