@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from edgevid.errors import DataError, EdgevidError, require
+from edgevid.plan.run import QUICK, PlanConfig
 from edgevid.plan.space import BACKENDS, PLAN_PRECISIONS
 
 PATH = click.Path(path_type=Path)
@@ -18,6 +19,10 @@ class NoFeasiblePlan(EdgevidError):
     """No candidate meets the constraints: the plan is written, the exit code says so."""
 
     exit_code = 3
+
+
+def _csv(values) -> str:
+    return ",".join(map(str, values))
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:
@@ -82,8 +87,8 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
     "precisions",
     multiple=True,
     type=click.Choice(PLAN_PRECISIONS),
-    help="Graph precisions to try (repeatable) [default: fp32, int8-dynamic, "
-    "int8-cpu; --quick: fp32, int8-dynamic].",
+    help=f"Graph precisions to try (repeatable) [default: {', '.join(PlanConfig.precisions)}; "
+    f"--quick: {', '.join(QUICK['precisions'])}].",
 )
 @click.option(
     "--backend",
@@ -96,17 +101,19 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--levels",
     help="Layers dropped to try, e.g. 4,8 [default: every registry "
-    "level below the model; --quick: 4,8].",
+    f"level below the model; --quick: {_csv(QUICK['levels'])}].",
 )
 @click.option(
     "--recover-epochs",
     type=click.IntRange(min=0),
-    help="Distillation epochs after pruning [default: 3; --quick: 1].",
+    help=f"Distillation epochs after pruning [default: {PlanConfig.recover_epochs}; "
+    f"--quick: {QUICK['recover_epochs']}].",
 )
 @click.option(
     "--rounds",
     type=click.IntRange(min=2),
-    help="Timed inferences per candidate [default: 20; --quick: 10].",
+    help=f"Timed inferences per candidate [default: {PlanConfig.rounds}; "
+    f"--quick: {QUICK['rounds']}].",
 )
 @click.option(
     "--split",
@@ -124,7 +131,8 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--quick",
     is_flag=True,
-    help="Tiny search for the demo: levels 4,8, FP32 + INT8 dynamic, 1 recovery epoch.",
+    help=f"Tiny search for the demo: levels {_csv(QUICK['levels'])}, "
+    f"{' + '.join(QUICK['precisions'])}, {QUICK['recover_epochs']} recovery epoch(s).",
 )
 @click.option(
     "--out",
@@ -162,7 +170,6 @@ def plan(checkpoint, data, budget_ms, fps, every, max_drop, streams, memory_mb, 
     """
     require("torch", "train", "edgevid plan")
     require("onnx", "export", "edgevid plan")
-    from edgevid.plan.run import PlanConfig
     from edgevid.plan.run import plan as run_plan
     from edgevid.plan.search import Constraints
     from edgevid.plan.search import budget_ms as budget_of

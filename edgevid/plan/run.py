@@ -22,10 +22,14 @@ from pathlib import Path
 from edgevid.errors import DataError, ModelError
 from edgevid.plan import report, search
 from edgevid.plan.search import Candidate, Constraints, Row, Selection
-from edgevid.plan.space import QUICK_PRECISIONS, available_backends, candidates
+from edgevid.plan.space import (
+    DEFAULT_PRECISIONS,
+    QUICK_PRECISIONS,
+    available_backends,
+    candidates,
+)
 
 Log = Callable[[str], None]
-QUICK_LEVELS = (4, 8)  # --quick: two prune levels (and the unpruned model)
 
 
 @dataclass
@@ -34,7 +38,7 @@ class PlanConfig:
     data: Path  # dataset folder or manifest: pruning, calibration, the eval split
     constraints: Constraints  # budget, accuracy floor, memory, streams
     out: Path = Path("plan")  # PLAN/: report, plot, the recommended model; PLAN/work: the rest
-    precisions: tuple[str, ...] = ("fp32", "int8-dynamic", "int8-cpu")  # graph precisions
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS  # graph precisions to try
     backends: tuple[str, ...] | None = None  # None: every backend this machine has
     threads: tuple[int | None, ...] = (os.cpu_count() or 1,)  # CPU thread counts to try
     levels: tuple[int, ...] | None = None  # layers dropped to try (None: the registry's)
@@ -49,10 +53,13 @@ class PlanConfig:
 
     @classmethod
     def quick(cls, **kw) -> PlanConfig:
-        """Tiny search for the demo: two levels, FP32 + INT8 dynamic, one recovery epoch."""
-        base = dict(precisions=QUICK_PRECISIONS, levels=QUICK_LEVELS, recover_epochs=1,
-                    lr=1e-3, rounds=10, calib_clips=8)  # fmt: skip
-        return cls(**{**base, **kw})
+        """Tiny search for the demo (QUICK), then ``kw``."""
+        return cls(**{**QUICK, **kw})
+
+
+# --quick: two prune levels (and the unpruned model), no calibration, one recovery epoch
+QUICK = dict(precisions=QUICK_PRECISIONS, levels=(4, 8), recover_epochs=1, lr=1e-3, rounds=10,
+             calib_clips=8)  # fmt: skip
 
 
 @dataclass

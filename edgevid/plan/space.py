@@ -8,7 +8,6 @@ the same flags in the command it recommends: what was measured is what runs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -73,11 +72,6 @@ DEFAULT_PRECISIONS = ("fp32", "int8-dynamic", "int8-cpu")  # the CPU's usual con
 
 def available_backends() -> list[str]:
     return [name for name, b in BACKENDS.items() if b.available()]
-
-
-def default_threads() -> tuple[int | None, ...]:
-    """Every core: what `edgevid run` uses without --threads."""
-    return (os.cpu_count() or 1,)
 
 
 def candidates(
