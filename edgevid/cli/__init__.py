@@ -115,6 +115,8 @@ def main() -> None:
       edgevid prune --checkpoint RUN/best --variant prune4
       edgevid export --variant prune4 --fp16
       edgevid run --source /dev/video0 --model prune4.onnx
+    Or let measurements choose the model for this device:
+      edgevid plan --checkpoint RUN/best --data ROOT --fps 30 --every 8 --max-drop 1
     Or all of it at once, offline on a CPU: edgevid demo
     """
     _quiet_libraries()
