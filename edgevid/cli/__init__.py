@@ -130,6 +130,8 @@ def main(verbose: int, quiet: int) -> None:
       edgevid export --variant prune4 --fp16
       edgevid compile prune4.onnx       on a Jetson: a TensorRT engine, cached
       edgevid run --source /dev/video0 --model prune4.onnx
+    Or let measurements choose the model for this device:
+      edgevid plan --checkpoint RUN/best --data ROOT --fps 30 --every 8 --max-drop 1
     Or all of it at once, offline on a CPU: edgevid demo
     Your environment, for a bug report: edgevid checks
 
@@ -180,7 +182,7 @@ def _quiet_libraries() -> None:
 
 # One module per stage; each lists its click commands in COMMANDS.
 _COMMAND_MODULES = (
-    "data", "models", "train", "export", "compile", "run", "bench", "demo", "checks",
+    "data", "models", "train", "export", "compile", "run", "bench", "plan", "demo", "checks",
 )  # fmt: skip
 
 
