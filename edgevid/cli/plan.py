@@ -124,6 +124,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 )
 @click.option(
     "--source",
+    "-s",
     "sources",
     multiple=True,
     help="Source(s) for the printed `edgevid run` command [default: /dev/video0].",
@@ -141,7 +142,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="PLAN folder: plan.md, plan.json, pareto.png, the model; work/ is the cache.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def plan(checkpoint, data, budget_ms, fps, every, max_drop, streams, memory_mb, precisions,
          backends, threads, levels, recover_epochs, rounds, split, sources, quick, out,
          quiet) -> None:  # fmt: skip
