@@ -26,6 +26,7 @@ import numpy as np
 
 from edgevid.core.artifact import check_io
 from edgevid.core.meta import ModelMeta
+from edgevid.core.redact import redact
 from edgevid.errors import MetadataError, ModelError, require
 from edgevid.runtime.backends.base import Backend
 
@@ -48,7 +49,8 @@ class TritonURI:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{host}:{self.port}"
 
     def __str__(self) -> str:
         return f"{SCHEME}://{self.address}/{self.model}"
@@ -56,21 +58,21 @@ class TritonURI:
 
 def parse_uri(uri: str) -> TritonURI:
     """``triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S]`` -> its parts, or ModelError."""
-    parts = urlsplit(uri)
-    model = parts.path.strip("/")
     try:
+        parts = urlsplit(uri)  # a malformed IPv6 host raises here, a bad port below
+        model, host = parts.path.strip("/"), parts.hostname
         port = parts.port or DEFAULT_PORT
         query = {k: float(v[-1]) for k, v in parse_qs(parts.query, strict_parsing=False).items()}
     except ValueError as e:
-        raise ModelError(f"{uri}: malformed Triton URI ({e})") from None
+        raise ModelError(f"{redact(uri)}: malformed Triton URI ({e})") from None
     unknown = set(query) - {"reconnect", "timeout"}
-    if parts.scheme != SCHEME or not parts.hostname or not model or "/" in model or unknown:
+    if parts.scheme != SCHEME or not host or not model or "/" in model or unknown:
         raise ModelError(
-            f"{uri}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
+            f"{redact(uri)}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
             f"(gRPC port, default {DEFAULT_PORT})"
         )
     return TritonURI(
-        parts.hostname,
+        host,
         port,
         model,
         reconnect_s=query.get("reconnect", TritonURI.reconnect_s),
