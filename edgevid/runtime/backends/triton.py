@@ -18,6 +18,7 @@ statistics are per model, so other clients' requests in the same period count to
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -62,10 +63,14 @@ def parse_uri(uri: str) -> TritonURI:
         parts = urlsplit(uri)  # a malformed IPv6 host raises here, a bad port below
         model, host = parts.path.strip("/"), parts.hostname
         port = parts.port or DEFAULT_PORT
-        query = {k: float(v[-1]) for k, v in parse_qs(parts.query, strict_parsing=False).items()}
     except ValueError as e:
         raise ModelError(f"{redact(uri)}: malformed Triton URI ({e})") from None
+    query = {k: v[-1] for k, v in parse_qs(parts.query, strict_parsing=False).items()}
     unknown = set(query) - {"reconnect", "timeout"}
+    seconds = {k: _seconds(v) for k, v in query.items() if not unknown}
+    if None in seconds.values():  # the value is not echoed: a mistyped query may hold a secret
+        bad = ", ".join(f"?{k}" for k, v in seconds.items() if v is None)
+        raise ModelError(f"{redact(uri)}: {bad} must be a number of seconds (0 or more)")
     if parts.scheme != SCHEME or not host or not model or "/" in model or unknown:
         raise ModelError(
             f"{redact(uri)}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
@@ -75,9 +80,17 @@ def parse_uri(uri: str) -> TritonURI:
         host,
         port,
         model,
-        reconnect_s=query.get("reconnect", TritonURI.reconnect_s),
-        timeout_s=query.get("timeout", TritonURI.timeout_s),
+        reconnect_s=seconds.get("reconnect", TritonURI.reconnect_s),
+        timeout_s=seconds.get("timeout", TritonURI.timeout_s),
     )
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def meta_from_config(uri: TritonURI, config: dict) -> ModelMeta:
