@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json
+from edgevid.core.meta import MAX_CLIP_SECONDS, MAX_FPS
 from edgevid.core.schema import at_least, between, non_empty, read_json, unique
 from edgevid.core.video import is_video_file, probe_video
 from edgevid.errors import DataError, VideoError
@@ -55,6 +56,8 @@ class Manifest:
         "classes": (non_empty, unique),
         "splits": lambda d: None if set(d) <= set(SPLITS) else f"keys must be among {SPLITS}",
         "ratios": between(0, 1),
+        "seed": at_least(0),
+        "extra": lambda d: _clip_statistics(d),
     }
     REQUIRED = ("root", "classes", "splits")
 
@@ -110,6 +113,15 @@ class Manifest:
             root = path.parent  # the dataset it sits in, not where it was split
         m.root = str((Path(root) if root is not None else path.parent / m.root).resolve())
         return m
+
+
+def _clip_statistics(extra: dict[str, Any]) -> str | None:
+    """The clip statistics training takes its sampling from must be numbers in range."""
+    for key, high in (("mean_duration_s", MAX_CLIP_SECONDS), ("median_fps", MAX_FPS)):
+        v = extra.get(key)
+        if v is not None and (type(v) not in (int, float) or not 0 < v <= high):
+            return f"{key} must be a number in (0, {high:g}], got {v!r}"[:120]
+    return None
 
 
 def _inside_root(path: str) -> str | None:

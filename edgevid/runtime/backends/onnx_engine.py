@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgevid.errors import EdgevidError, ModelError
+from edgevid.core.schema import load_json
+from edgevid.errors import EdgevidError, MetadataError, ModelError
 from edgevid.runtime.backends.base import Backend
 
 CACHE_ENV = "EDGEVID_ENGINE_CACHE"  # cache folder for every model (default: beside it)
@@ -81,9 +82,9 @@ def engine_file(model: Path, key: EngineKey, folder: Path) -> Path:
 def recorded_key(engine: Path) -> dict | None:
     """The cache key an engine's sidecar records, or None (no or unreadable sidecar)."""
     try:
-        meta = json.loads(engine.with_suffix(".json").read_text(encoding="utf-8"))
+        meta = load_json(engine.with_suffix(".json"), "engine metadata", MetadataError)
         return meta["extra"]["engine"]["cache_key"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (MetadataError, KeyError, TypeError):
         return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,8 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgevid.core.artifact import check_io, read_meta, sidecar_path
-from edgevid.errors import ModelError
+from edgevid.core.schema import load_json
+from edgevid.errors import MetadataError, ModelError
 from edgevid.runtime.backends.base import Backend
 
 # device -> providers to try, best first (only those this onnxruntime build has are used)
@@ -132,10 +132,11 @@ def _peek_precision(path: Path) -> str | None:
     side = sidecar_path(path)
     if not side.is_file():
         return None
-    try:
-        return json.loads(side.read_text(encoding="utf-8")).get("precision")
-    except (json.JSONDecodeError, AttributeError, OSError):
+    try:  # a broken sidecar is reported where the metadata is read, with its one line
+        precision = load_json(side, "model metadata", MetadataError).get("precision")
+    except (MetadataError, AttributeError):
         return None
+    return precision if isinstance(precision, str) else None
 
 
 BACKEND = OnnxRuntimeBackend
