@@ -416,3 +416,27 @@ def test_hostile_checkpoint_config_is_one_line(config, tiny_checkpoint, synth_ro
     (ckpt / "config.json").write_bytes(config if isinstance(config, bytes) else config.encode())
     code, out = invoke(["eval", "--model", ckpt, "--data", synth_root])
     assert_one_line(code, out, "config.json")
+
+
+# --- URIs: malformed hosts (IPv6), ports, queries: one line, never the password ----------------
+@SETTINGS
+@given(st.text(max_size=40))
+@example("[::1/t")  # a malformed IPv6 host
+@example("[zz::q]:1/t")
+@example("h:99999/t")
+@example("h/m?token=SECRETPW")  # an unknown key whose value is a secret
+def test_publish_and_triton_uri_parsers(text):
+    from edgevid.runtime.backends.triton import parse_uri
+    from edgevid.runtime.outputs import MqttTarget
+
+    for parse, scheme in ((MqttTarget.parse, "mqtt"), (MqttTarget.parse, "mqtts"),
+                          (parse_uri, "triton")):  # fmt: skip
+        for uri in (f"{scheme}://{text}", f"{scheme}://user:SECRETPW@{text}"):
+            try:
+                parsed = parse(uri)
+            except EdgevidError as e:
+                one_line(e)
+                assert "SECRETPW" not in str(e), str(e)
+                continue
+            shown = parsed.uri if scheme.startswith("mqtt") else str(parsed)
+            assert "SECRETPW" not in shown and "SECRETPW" not in repr(parsed)

@@ -59,21 +59,22 @@ class TritonURI:
 
 def parse_uri(uri: str) -> TritonURI:
     """``triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S]`` -> its parts, or ModelError."""
+    shown = redact(uri) if uri.isprintable() else repr(redact(uri))  # one line, no secret
     try:
         parts = urlsplit(uri)  # a malformed IPv6 host raises here, a bad port below
         model, host = parts.path.strip("/"), parts.hostname
         port = parts.port or DEFAULT_PORT
     except ValueError as e:
-        raise ModelError(f"{redact(uri)}: malformed Triton URI ({e})") from None
+        raise ModelError(f"{shown}: malformed Triton URI ({e})") from None
     query = {k: v[-1] for k, v in parse_qs(parts.query, strict_parsing=False).items()}
     unknown = set(query) - {"reconnect", "timeout"}
     seconds = {k: _seconds(v) for k, v in query.items() if not unknown}
     if None in seconds.values():  # the value is not echoed: a mistyped query may hold a secret
         bad = ", ".join(f"?{k}" for k, v in seconds.items() if v is None)
-        raise ModelError(f"{redact(uri)}: {bad} must be a number of seconds (0 or more)")
+        raise ModelError(f"{shown}: {bad} must be a number of seconds (0 or more)")
     if parts.scheme != SCHEME or not host or not model or "/" in model or unknown:
         raise ModelError(
-            f"{redact(uri)}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
+            f"{shown}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
             f"(gRPC port, default {DEFAULT_PORT})"
         )
     return TritonURI(
