@@ -218,3 +218,22 @@ def test_failing_uri_with_credentials_is_one_line_without_them(args, fragment, t
     code, out = invoke(["run", *[tiny_onnx if a == "M" else a for a in args], "--device", "cpu",
                         "--json", tmp_path / "r.jsonl"])  # fmt: skip
     assert_one_line(code, out, fragment)
+
+
+def test_no_secret_reaches_the_process_streams(video_server, tiny_onnx, tmp_path):
+    """In a real process: what FFmpeg or any library might write to the file descriptors
+    themselves (not only Python's sys.stderr) is searched too. The first source opens with
+    its credentials, the second is refused; the error and everything else hide both."""
+    import subprocess
+    import sys
+
+    good = f"http://admin:{SECRET}@127.0.0.1:{video_server.port}/clip.mp4"
+    bad = f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/live?token={TOKEN}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgevid", "run", "-s", good, "-s", bad, "-m", str(tiny_onnx),
+         "--device", "cpu", "--timeout", "2", "--json", str(tmp_path / "r.jsonl")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    line = assert_one_line(proc.returncode, proc.stdout + proc.stderr, "rtsp://admin:***@")
+    assert "token=***" in line
