@@ -101,12 +101,15 @@ class MqttTarget:
         bad = f"--publish {redact(uri)!r}: expected mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC"
         try:
             parts = urlsplit(uri)
-            port = parts.port or SCHEMES.get(parts.scheme, 0)
             host = parts.hostname
-        except ValueError as e:  # a bad port, a malformed IPv6 address
+        except ValueError as e:  # a malformed IPv6 address
             raise EdgevidError(f"{bad} ({e})") from None
         if parts.scheme not in SCHEMES:
             raise EdgevidError(f"{bad} (only mqtt:// and mqtts:// are supported)")
+        try:
+            port = parts.port or SCHEMES[parts.scheme]
+        except ValueError as e:
+            raise EdgevidError(f"{bad} (bad port: {e})") from None
         topic = parts.path.lstrip("/")
         if not host or not topic:
             raise EdgevidError(f"{bad} (missing {'host' if not host else 'topic'})")
