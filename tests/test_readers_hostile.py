@@ -440,3 +440,43 @@ def test_publish_and_triton_uri_parsers(text):
                 continue
             shown = parsed.uri if scheme.startswith("mqtt") else str(parsed)
             assert "SECRETPW" not in shown and "SECRETPW" not in repr(parsed)
+
+
+# --- resume: a run folder whose config or resume state is hostile --------------------------------
+@pytest.fixture(scope="module")
+def trained_run(synth_root, tmp_path_factory) -> Path:
+    """A finished one-epoch tiny-scratch run (config.json, manifest.json, last/, best/)."""
+    pytest.importorskip("torch")
+    run = tmp_path_factory.mktemp("run") / "run"
+    code, out = invoke(["train", "--variant", "tiny-scratch", "--data", synth_root, "--epochs",
+                        "1", "--weights", "random", "--out", run, "--quiet"])  # fmt: skip
+    assert code == 0, out
+    return run
+
+
+RESUME_FILES = [
+    # (file in the run, hostile bytes, fragment)
+    (
+        "last/training_state.json",
+        b'{"format": 2, "state": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "training_state.json",
+    ),  # fmt: skip
+    ("last/training_state.json", b'{"format": ' + b"2" * 400 + b', "state": {}}', "digits"),
+    ("last/training_state.json", b'{"format": 2, "state": {"\xff": 1}}', "not UTF-8"),
+    ("config.json", b'{"variant": "tiny-scratch", "epochs": ' + b"3" * 400 + b"}", "digits"),
+    ("config.json", b'{"variant": "tiny-scratch", "lr": NaN}', "NaN"),
+    ("config.json", b'{"variant": "\\ud800"}', "surrogate"),
+]
+
+
+@needs_torch
+@pytest.mark.parametrize("name, data, fragment", RESUME_FILES,
+                         ids=[f"{n.split('/')[-1]}-{f}" for n, _, f in RESUME_FILES])  # fmt: skip
+def test_resume_from_a_hostile_run_is_one_line(name, data, fragment, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / name).write_bytes(data)
+    before = {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, out = invoke(["train", "--resume", run, "--epochs", "2"])
+    assert_one_line(code, out, fragment)
+    assert {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
