@@ -155,15 +155,16 @@ def test_resume_state_reader_on_bytes(data, tmp_path):
 @SETTINGS
 @given(data=hostile_bytes())
 def test_engine_and_sidecar_peeks_never_raise(data, tmp_path):
-    """What the backends peek at before loading (a sidecar's precision, an engine's
-    cache key): broken means 'unknown', never an exception."""
-    from edgevid.runtime.backends.onnx_engine import recorded_key
-    from edgevid.runtime.backends.onnxruntime import _peek_precision
+    """What the backends peek at before loading (a sidecar's metadata, an engine cache
+    entry's key): broken means 'unknown', never an exception."""
+    from edgevid.runtime.backends.engine_cache import Entry, recorded_key
+    from edgevid.runtime.backends.onnxruntime import _peek_meta
 
     (tmp_path / "m.json").write_bytes(data)
-    precision = _peek_precision(tmp_path / "m.onnx")
-    assert precision is None or isinstance(precision, str)
-    recorded_key(tmp_path / "m.engine")
+    meta = _peek_meta(tmp_path / "m.onnx")
+    assert meta is None or isinstance(meta, ModelMeta)
+    key = recorded_key(Entry(tmp_path, "m"))
+    assert key is None or isinstance(key, (dict, list, str, int, float, bool))
 
 
 @pytest.mark.parametrize("text", HOSTILE_JSON, ids=range(len(HOSTILE_JSON)))

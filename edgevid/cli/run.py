@@ -20,7 +20,7 @@ DEVICE_HELP = (
 )
 PRECISION_HELP = (
     "OpenVINO inference precision [default: auto = bf16 where the CPU has it]. On a GPU with "
-    "TensorRT (Jetson), fp32 keeps an FP32 .onnx off FP16 kernels."
+    "TensorRT (Jetson) a .onnx builds as exported; fp16 converts an FP32 graph to FP16 first."
 )
 POSITIVE = click.FloatRange(min=0, min_open=True)
 

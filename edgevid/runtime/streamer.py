@@ -2,6 +2,14 @@
 
     for result in stream("/dev/video0", "prune4.onnx"):
         print(result.label, result.score)
+    for result in stream(my_frames(), "prune4.onnx", fps=25, keep_frames=True):
+        cv2.imshow("edgevid", result.plot()[..., ::-1])    # RGB -> BGR for OpenCV
+    for event in stream_events("clip.mp4", "prune4.onnx"):   # Result, and Segment events
+        ...
+
+A source is anything :mod:`edgevid.runtime.sources` opens, or frames handed over in Python:
+a numpy clip (T, H, W, 3), a ``cv2.VideoCapture``, an iterable or generator of (H, W, 3)
+uint8 RGB frames; they are pulled as the loop has room for them, never all at once.
 
 Several sources are read side by side; every step takes at most one new frame from each
 (never waiting for a slow camera while a fast one has frames), pushes it into that
@@ -13,20 +21,25 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edgevid.errors import EdgevidError
+from edgevid.errors import EdgevidError, SourceError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
-from edgevid.runtime.smoothing import Smoother, decide, make_smoother
-from edgevid.runtime.sources import SourceOptions
+from edgevid.runtime.render import annotate
+from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
+from edgevid.runtime.smoothing import LabelScore, Smoother, decide, make_smoother
+from edgevid.runtime.sources import SourceOptions, is_frames
 from edgevid.runtime.stats import Stats, StreamCounts
 
 WAIT_S = 0.1  # longest idle wait for a frame before the loop checks its sources again
+# one source: a URI, a path, a camera index, or frames handed over in Python (a numpy clip
+# (T, H, W, 3) uint8 RGB, a cv2.VideoCapture, an iterable / generator of (H, W, 3) frames)
+SourceLike = str | os.PathLike | int | np.ndarray | Iterable[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class StreamConfig:
     max_frames: int | None = None  # stop each stream after this many frames (None: its end)
     capture: CaptureConfig = field(default_factory=CaptureConfig)  # queue, realtime, reconnect
     options: SourceOptions = field(default_factory=SourceOptions)  # timeouts, CSI geometry
+    fps: float | None = None  # rate of frames handed over in Python (None: a capture's, else 25)
+    keep_frames: bool = False  # each Result carries its newest frame (orig_img) for plot()
 
 
 @dataclass
@@ -50,11 +65,19 @@ class Result:
     window_start: float  # time of the oldest frame in the window, same clock
     label: str  # top class, or "uncertain"
     score: float  # its smoothed probability
-    top_k: list[tuple[str, float]]  # best classes, best first
+    top_k: list[LabelScore]  # best classes, best first
     latency_ms: dict[str, float]  # decode / preprocess / inference / total for this window
     probs: np.ndarray = field(repr=False)  # (C,) smoothed probabilities
     model: str = ""  # the model's file (or folder) name
     time: float = 0.0  # wall-clock time the result was produced (Unix seconds)
+    orig_img: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) RGB: keep_frames
+
+    def plot(self) -> np.ndarray:
+        """A copy of the frame with this result drawn on it as ``edgevid run --output`` draws
+        it (label, score, score bar) -> (H, W, 3) uint8 RGB. Needs ``keep_frames=True``."""
+        if self.orig_img is None:
+            raise EdgevidError("Result.plot() needs the frame: stream(..., keep_frames=True)")
+        return annotate(self.orig_img, self.label, self.score)
 
     @property
     def window_centre(self) -> float:
@@ -72,7 +95,7 @@ class Result:
             "window_start": round(self.window_start, 4),
             "label": self.label,
             "score": round(self.score, 5),
-            "top_k": [{"label": lab, "score": round(p, 5)} for lab, p in self.top_k],
+            "top_k": [c.to_json() for c in self.top_k],
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
         }
 
@@ -116,7 +139,7 @@ class Streamer:
 
     def __init__(
         self,
-        sources: str | os.PathLike | int | Sequence[str | os.PathLike | int],
+        sources: SourceLike | Sequence[SourceLike],
         model: str | os.PathLike | Classifier,
         config: StreamConfig | None = None,
         **overrides,
@@ -125,7 +148,13 @@ class Streamer:
         if self.config.every < 1 or (self.config.stride or 1) < 1:
             raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
-        uris = [sources] if isinstance(sources, str | os.PathLike | int) else list(sources)
+        one = isinstance(sources, str | os.PathLike | int) or is_frames(sources)
+        if not (one or isinstance(sources, list | tuple)):
+            raise SourceError(
+                f"a {type(sources).__name__} is not a video source: give a path, URI or camera "
+                "index, a numpy clip, an iterable of frames, a cv2.VideoCapture, or a list of them"
+            )
+        uris = [sources] if one else list(sources)  # a list or tuple: several sources
         self.stats = Stats()
         self._backend_timed = False  # the backend's timings() merged into stats
         self._wake = threading.Event()  # set by any capture thread with a new frame
@@ -139,7 +168,7 @@ class Streamer:
 
     def _lane(self, i: int, uri) -> _Lane:
         cfg, meta = self.config, self.classifier.meta
-        src = open_source(uri, cfg.capture, cfg.options, stream=i, wake=self._wake)
+        src = open_source(uri, cfg.capture, cfg.options, stream=i, wake=self._wake, fps=cfg.fps)
         stride = cfg.stride or meta.sampling.stream_stride(src.fps)
         counts = StreamCounts(src.uri)
         self.stats.streams.append(counts)
@@ -151,7 +180,29 @@ class Streamer:
         lane = self.lanes[stream]
         return lane.buffer.num_frames * lane.buffer.stride / (lane.source.fps or 25.0)
 
+    def segmenters(self, segments: SegmentConfig | dict | None = None) -> list[Segmenter]:
+        """One Segmenter per stream: with ``segments`` for all, or the defaults scaled to
+        each stream's window (:meth:`SegmentConfig.for_clip`; a dict: overrides of them)."""
+
+        def config(i: int) -> SegmentConfig:
+            if isinstance(segments, SegmentConfig):
+                return segments
+            return SegmentConfig.for_clip(self.window_seconds(i), **(segments or {}))
+
+        return [Segmenter(config(i), i, lane.source.uri) for i, lane in enumerate(self.lanes)]
+
     # --- the loop ---------------------------------------------------------------------------
+    def events(self, segments: SegmentConfig | dict | None = None) -> Iterator[Result | Segment]:
+        """Run the loop; yield each Result, then the Segment events it caused, and at the
+        end the closing of the segments still open (see :func:`stream_events`)."""
+        segmenters, labels = self.segmenters(segments), self.classifier.labels
+        for step in self.steps():
+            for r in step.results:
+                yield r
+                yield from segmenters[r.stream].update(r.window_centre, r.probs, labels)
+        for segmenter in segmenters:
+            yield from segmenter.finish()
+
     def steps(self) -> Iterator[Step]:
         with self:
             while any(lane.active for lane in self.lanes):
@@ -230,6 +281,7 @@ class Streamer:
         lane.latest = Result(
             frame.stream, lane.source.uri, frame.index, frame.timestamp, start,
             d.label, d.score, d.top_k, ms, smoothed, self.classifier.name, time.time(),
+            frame.image if cfg.keep_frames else None,
         )  # fmt: skip
         return lane.latest
 
@@ -258,11 +310,28 @@ class Streamer:
 
 
 def stream(
-    sources: str | os.PathLike | int | Sequence[str | os.PathLike | int],
+    sources: SourceLike | Sequence[SourceLike],
     model: str | os.PathLike | Classifier,
     config: StreamConfig | None = None,
     **overrides,
 ) -> Iterator[Result]:
-    """Classify one or more live or file sources; yields a Result per inference."""
+    """Classify one or more sources (a list or tuple: several); yields a Result per
+    inference, as it happens. ``overrides``: fields of :class:`StreamConfig` (``every``,
+    ``fps``, ``keep_frames``, ...)."""
     for step in Streamer(sources, model, config, **overrides).steps():
         yield from step.results
+
+
+def stream_events(
+    sources: SourceLike | Sequence[SourceLike],
+    model: str | os.PathLike | Classifier,
+    config: StreamConfig | None = None,
+    *,
+    segments: SegmentConfig | dict | None = None,
+    **overrides,
+) -> Iterator[Result | Segment]:
+    """:func:`stream` with the action segments, live: yields each Result, then the Segment
+    events it caused (``state`` "open" when a segment starts, "closed" when it ends), and
+    at the end of the streams the closing of the segments still open. ``segments``: as
+    :meth:`Streamer.segmenters`."""
+    return Streamer(sources, model, config, **overrides).events(segments)

@@ -44,15 +44,14 @@ class SynthConfig:
     min_frames: int = 18  # clip length range, in frames
     max_frames: int = 30
     # Clips sharing one scene (background, shape, colour), like a UCF101 group. 1 by default:
-    # with shared scenes a small model memorises scene -> class instead of learning motion
-    # (measured: a 4-layer tiny TimeSformer, 600 train clips, 30 epochs: 31% test with 2
-    # clips per scene, 66% with 1).
+    # with shared scenes a small model memorises scene -> class instead of learning motion.
     clips_per_group: int = 1
     noise: float = 6.0  # std of per-frame pixel noise (camera noise), 0..255 scale
     # Share of clips cut out of a longer action (render_action: back-to-back clips, each
     # redrawing the actor, as an --untrimmed video shows them), so most of them hold a cut.
     # 0 by default; a model trained with 0 has never seen a cut and misreads the windows of
-    # an untrimmed video that hold one (benchmarks/bench_segments.py: 63% vs 96% without).
+    # an untrimmed video that hold one (benchmarks/results/bench_segments.json:
+    # pooled.window_acc_across vs window_acc_inside).
     cut_share: float = 0.0
 
 
