@@ -45,14 +45,14 @@ class EdgevidGroup(click.Group):
             where = e.ctx.command_path if e.ctx is not None else "edgevid"
             message = redact(e.format_message())
             click.echo(f"edgevid: error: {message} (see '{where} --help')", err=True)
-            sys.exit(e.exit_code)
+            _exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"edgevid: error: {redact(e.format_message())}", err=True)
-            sys.exit(e.exit_code)
+            _exit(e.exit_code)
         except click.Abort:
             click.echo("edgevid: aborted", err=True)
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)
+            _exit(1)
+        _exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -69,6 +69,18 @@ class EdgevidGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("edgevid: interrupted", err=True)
             ctx.exit(130)
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code``. A thread still blocked in native code (a capture thread in
+    FFmpeg's read, left behind by a stop that does not wait out the read timeout) would
+    abort the interpreter's shutdown ("exception not rethrown"): every output is closed by
+    now, so the process then ends at once, after flushing stdout and stderr."""
+    if any(getattr(t, "native_blocking", False) and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 class Terminated(KeyboardInterrupt):

@@ -6,6 +6,7 @@ Core install only (numpy, OpenCV, ONNX Runtime, click): nothing here imports tor
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import click
 
 from edgevid.core.precision import OPENVINO_CHOICES
 from edgevid.runtime.backends import DEVICES
+from edgevid.runtime.motion import GATES, MotionConfig
 
 DEVICE_HELP = (
     "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
@@ -43,6 +45,19 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Frames between buffered frames [default: from the model's sampling "
               "metadata and the stream fps].")  # fmt: skip
+@click.option("--gate", type=click.Choice(GATES), default="none", show_default=True,
+              help="motion: classify a stream's window only if something moved in it (a "
+              "cheap frame-difference detector); a still camera then costs its decode, not "
+              "the model, and its open segment closes when it goes still. See "
+              "docs/multi-camera.md.")  # fmt: skip
+@click.option("--motion-threshold", default=MotionConfig.threshold, show_default=True,
+              type=click.IntRange(1, 255),
+              help="Grey levels a pixel must change by to count as moving "
+              "(--gate motion).")  # fmt: skip
+@click.option("--motion-area", default=MotionConfig.min_area, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="Share of the frame that must move for a frame to count as moving "
+              "(--gate motion).")  # fmt: skip
 @click.option("--smooth", default="ema:0.6", show_default=True, help="ema:A | mean:N | none.")
 @click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help='Below this probability the label is "uncertain".')  # fmt: skip
@@ -106,7 +121,8 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
-    sources: tuple[str, ...], model: str, every: int, stride: int | None, smooth: str,
+    sources: tuple[str, ...], model: str, every: int, stride: int | None, gate: str,
+    motion_threshold: int, motion_area: float, smooth: str,
     threshold: float, top_k: int, json_path: str, events_path: str | None,
     publish: str | None, mqtt_outbox: int, mqtt_ca: str | None, segment_threshold: float,
     segment_release: float,
@@ -151,12 +167,14 @@ def run(
     make_smoother(smooth)  # a bad --smooth fails before the model loads
     config = StreamConfig(
         every=every, stride=stride, smooth=smooth, threshold=threshold, top_k=top_k,
-        max_frames=max_frames,
+        max_frames=max_frames, gate=gate,
+        motion=MotionConfig(threshold=motion_threshold, min_area=motion_area),
         capture=CaptureConfig(queue_size, realtime, reconnect_timeout),
         options=SourceOptions(timeout_s=timeout),
     )  # fmt: skip
     seg_overrides = {"open_threshold": segment_threshold, "close_threshold": segment_release}
     SegmentConfig(**seg_overrides).validate()  # bad thresholds fail before anything opens
+    check_output_paths(sources, model, json_path, events_path, output, output_segment_s)
     with stop_on_signals():
         # outputs first: a bad path or an unreachable broker fails before the model loads
         mqtt = MqttConfig(outbox=mqtt_outbox, ca=mqtt_ca)
@@ -194,6 +212,32 @@ def run(
         click.echo(f"wrote {path}", err=True)
 
 
+def check_output_paths(
+    sources: tuple[str, ...], model: str, json_path: str | None, events_path: str | None,
+    output: Path | None, segment_s: float | None,
+) -> None:  # fmt: skip
+    """Refuse, before anything is opened, an output that is a source, the model, its
+    sidecar or backend cache, or another output (--json and --events may share a log)."""
+    from edgevid._atomic import refuse_overlaps
+    from edgevid.core.artifact import sidecar_path
+    from edgevid.runtime.backends.choice import cache_path
+    from edgevid.runtime.render import is_part_of, output_paths
+
+    inputs = [("--source", s) for s in sources if Path(s.removeprefix("file://")).exists()]
+    if Path(model).is_file():
+        inputs += [("--model", model), ("--model's sidecar", sidecar_path(model)),
+                   ("--model's backend cache", cache_path(model))]  # fmt: skip
+    logs = dict.fromkeys(p for p in (json_path, events_path) if p not in (None, "-"))
+    outputs = [("--json" if p == json_path else "--events", p) for p in logs]
+    for video in output_paths(output, len(sources)) if output is not None else []:
+        outputs.append(("--output", video))
+        if segment_s:  # its parts out-0000.mp4 ...: any of them that is an input
+            folder = os.path.realpath(video.parent)
+            outputs += [("--output", p) for _, p in inputs if is_part_of(video, Path(p).name)
+                        and os.path.dirname(os.path.realpath(p)) == folder]  # fmt: skip
+    refuse_overlaps(outputs, inputs)
+
+
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--video", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -223,11 +267,15 @@ def bench(
     Example:
       edgevid bench prune8.onnx prune8-int8.onnx --video clip.mp4 --json bench.json
     """
-    from edgevid._atomic import write_json
+    from edgevid._atomic import refuse_overlaps, write_json
     from edgevid.core.video import probe_video
     from edgevid.errors import ModelError
     from edgevid.runtime.bench import bench_models, format_table
 
+    if json_path is not None:  # never over the video or a model
+        refuse_overlaps(
+            [("--json", json_path)], [("--video", video), *(("model", m) for m in models)]
+        )
     probe_video(video)  # a bad video fails once, clearly, before any model loads
     for m in models:
         if not m.is_file():

@@ -14,6 +14,8 @@ uint8 RGB frames; they are pulled as the loop has room for them, never all at on
 Several sources are read side by side; every step takes at most one new frame from each
 (never waiting for a slow camera while a fast one has frames), pushes it into that
 stream's buffer, and runs ONE batched inference for every stream whose turn it is.
+With ``gate="motion"`` a stream's turn is skipped while none of its window's frames moved
+(:mod:`edgevid.runtime.motion`): a still camera costs its decode, not the model.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from edgevid.errors import EdgevidError, SourceError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
+from edgevid.runtime.motion import GATES, MotionConfig, MotionGate
 from edgevid.runtime.render import annotate
 from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
 from edgevid.runtime.smoothing import LabelScore, Smoother, decide, make_smoother
@@ -54,6 +57,8 @@ class StreamConfig:
     options: SourceOptions = field(default_factory=SourceOptions)  # timeouts, CSI geometry
     fps: float | None = None  # rate of frames handed over in Python (None: a capture's, else 25)
     keep_frames: bool = False  # each Result carries its newest frame (orig_img) for plot()
+    gate: str = "none"  # "motion": skip a stream's windows while none of their frames moved
+    motion: MotionConfig = field(default_factory=MotionConfig)  # the gate's detector settings
 
 
 @dataclass
@@ -104,6 +109,7 @@ class Result:
 class Step:
     frames: list[Frame]  # the frames read this step (at most one per stream)
     results: list[Result]  # the inferences this step produced (possibly none)
+    stilled: list[int] = field(default_factory=list)  # streams whose motion gate closed now
 
 
 @dataclass
@@ -120,6 +126,8 @@ class _Lane:
     newest: Frame | None = None  # last frame taken from the source
     prep_s: float = 0.0  # preprocessing time of the newest buffered frame
     fresh: bool = False  # a frame entered the buffer since the last inference
+    gate: MotionGate | None = None  # motion gating (None: every due window is classified)
+    still: bool = False  # the gate skipped this stream's latest due window
 
     @property
     def active(self) -> bool:
@@ -147,6 +155,8 @@ class Streamer:
         self.config = replace(config or StreamConfig(), **overrides)
         if self.config.every < 1 or (self.config.stride or 1) < 1:
             raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
+        if self.config.gate not in GATES:
+            raise EdgevidError(f"unknown gate {self.config.gate!r}; choose from {', '.join(GATES)}")
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
         one = isinstance(sources, str | os.PathLike | int) or is_frames(sources)
         if not (one or isinstance(sources, list | tuple)):
@@ -158,6 +168,7 @@ class Streamer:
         self.stats = Stats()
         self._backend_timed = False  # the backend's timings() merged into stats
         self._wake = threading.Event()  # set by any capture thread with a new frame
+        self.stopping = False  # set by stop(): the loop ends within WAIT_S, whatever it waits on
         self.lanes: list[_Lane] = []
         try:
             for i, uri in enumerate(uris):
@@ -173,7 +184,8 @@ class Streamer:
         counts = StreamCounts(src.uri)
         self.stats.streams.append(counts)
         buffer = ClipBuffer(meta.num_frames, meta.image_size, stride)
-        return _Lane(src, buffer, make_smoother(cfg.smooth), counts)
+        gate = MotionGate(meta.num_frames * stride, cfg.motion) if cfg.gate == "motion" else None
+        return _Lane(src, buffer, make_smoother(cfg.smooth), counts, gate=gate)
 
     def window_seconds(self, stream: int) -> float:
         """Seconds of video one window of ``stream`` spans (T frames at its stride)."""
@@ -197,59 +209,100 @@ class Streamer:
         end the closing of the segments still open (see :func:`stream_events`)."""
         segmenters, labels = self.segmenters(segments), self.classifier.labels
         for step in self.steps():
+            for i in step.stilled:  # gate="motion": the stream went still, its action ended
+                yield from segmenters[i].finish()
             for r in step.results:
                 yield r
                 yield from segmenters[r.stream].update(r.window_centre, r.probs, labels)
         for segmenter in segmenters:
             yield from segmenter.finish()
 
+    def stop(self) -> None:
+        """End :meth:`steps` within WAIT_S, from anywhere (a signal handler: a plain flag,
+        no lock), even while no frame arrives."""
+        self.stopping = True
+
     def steps(self) -> Iterator[Step]:
         with self:
-            while any(lane.active for lane in self.lanes):
+            while not self.stopping and any(lane.active for lane in self.lanes):
                 frames = self._read()
-                due = [lane for frame in frames if (lane := self._push(frame))]
+                pushed = [(frame.stream, self._push(frame)) for frame in frames]
+                due = [lane for _, lane in pushed if isinstance(lane, _Lane)]
                 results = self._classify(due) if due else []
                 short = [lane for lane in self.lanes if lane.ended_short]
                 if short:  # files shorter than one window still get their one result
                     results += self._classify(short, padded=True)
-                yield Step(frames, results)
+                yield Step(frames, results, [i for i, lane in pushed if lane is _STILLED])
             self.stats.stop()
 
     def _read(self) -> list[Frame]:
         """At most one frame per active stream. Files are read in lockstep (waiting for
         their next frame, so their windows line up and batch); live streams never wait:
-        the loop sleeps only while no live stream has a frame."""
-        while True:
+        the loop sleeps only while no live stream has a frame. Every wait is WAIT_S at
+        most, then :attr:`stopping` is checked (none: a stop ends the step)."""
+        while not self.stopping:
             self._wake.clear()
-            frames = [
-                f
-                for lane in self.lanes
-                if lane.active and (f := lane.source.get(timeout=0.0 if lane.source.live else None))
-            ]
+            frames = [f for lane in self.lanes if lane.active and (f := self._next(lane))]
             if frames or not any(lane.active for lane in self.lanes):
                 return frames
             self._wake.wait(WAIT_S)
+        return []
 
-    def _push(self, frame: Frame) -> _Lane | None:
-        """Buffer ``frame``; return its lane if an inference is due now."""
+    def _next(self, lane: _Lane) -> Frame | None:
+        """``lane``'s next frame: at once for a live stream, else once it is decoded."""
+        if lane.source.live:
+            return lane.source.get(timeout=0.0)
+        while not self.stopping:
+            frame = lane.source.get(timeout=WAIT_S)
+            if frame is not None or lane.source.done:
+                return frame
+        return None
+
+    def _push(self, frame: Frame) -> _Lane | object | None:
+        """Buffer ``frame``; return its lane if an inference is due now, ``_STILLED`` if its
+        motion gate closed now (the stream went still)."""
         lane = self.lanes[frame.stream]
         lane.counts.frames_read += 1
         self.stats.add("decode", frame.decode_s)
         t0 = time.perf_counter()
-        if lane.buffer.push(frame.index, frame.image):
-            lane.prep_s = time.perf_counter() - t0
-            self.stats.add("preprocess", lane.prep_s)
+        eager = lane.gate is None  # gated: prepared when a window is classified, if ever
+        if lane.buffer.push(frame.index, frame.image, prepare=eager):
+            if eager:
+                lane.prep_s = time.perf_counter() - t0
+                self.stats.add("preprocess", lane.prep_s)
             lane.fresh = True
         max_frames = self.config.max_frames
         lane.finished = max_frames is not None and frame.index + 1 >= max_frames
+        if lane.gate is not None:
+            self._observe(lane, frame)
         lane.newest = frame
         if lane.buffer.full and lane.fresh and frame.index >= lane.next_due:
             lane.next_due, lane.fresh = frame.index + self.config.every, False
-            return lane
+            if lane.gate is None or lane.gate.moving(frame.index):
+                lane.still = False
+                return lane
+            lane.counts.windows_skipped += 1
+            if not lane.still:  # stale evidence: the next moving window starts afresh
+                lane.still = True
+                lane.smoother.reset()
+                return _STILLED
         return None
+
+    def _observe(self, lane: _Lane, frame: Frame) -> None:
+        """Run the motion detector on ``frame``; count the time a still stream idles."""
+        t0 = time.perf_counter()
+        lane.gate.observe(frame.index, frame.image)  # type: ignore[union-attr]
+        self.stats.add("motion", time.perf_counter() - t0)
+        if lane.still and lane.newest is not None:
+            lane.counts.idle_s += max(0.0, frame.timestamp - lane.newest.timestamp)
 
     def _classify(self, due: list[_Lane], padded: bool = False) -> list[Result]:
         """One batched inference for every due stream."""
+        for lane in due:  # frames a motion-gated buffer holds unprepared
+            t0 = time.perf_counter()
+            if lane.buffer.prepare_pending():
+                lane.prep_s = time.perf_counter() - t0
+                self.stats.add("preprocess", lane.prep_s)
         t0 = time.perf_counter()
         take = (lambda b: b.padded_clip()) if padded else (lambda b: b.clip())
         clips = np.stack([take(lane.buffer) for lane in due])  # (B, T, S, S, 3) uint8
@@ -296,6 +349,8 @@ class Streamer:
         self.close()
 
     def close(self) -> None:
+        for lane in self.lanes:  # all stop at once, then each is waited for
+            lane.source.close(timeout=0.0)
         for lane in self.lanes:
             lane.source.close()
             lane.counts.frames_dropped = lane.source.frames_dropped
@@ -307,6 +362,9 @@ class Streamer:
                 self.stats.stages[stage].extend(seconds)
         if self.stats.finished is None:
             self.stats.stop()
+
+
+_STILLED = object()  # _push's answer when a stream's motion gate closes
 
 
 def stream(

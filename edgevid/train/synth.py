@@ -127,6 +127,14 @@ def render_action(
     return np.concatenate(parts)[start : start + num_frames]
 
 
+def render_still(
+    num_frames: int, rng: np.random.Generator, cfg: SynthConfig, scene: _Scene
+) -> np.ndarray:
+    """``num_frames`` frames of the scene with no actor, only camera noise: (n, H, W, 3)."""
+    noise = rng.normal(0, cfg.noise, (num_frames, *scene.background.shape))
+    return np.clip(scene.background[None] + noise, 0, 255).astype(np.uint8)
+
+
 def make_synthetic_dataset(
     out: str | os.PathLike,
     *,
@@ -213,12 +221,15 @@ def make_untrimmed_video(
     seed: int = 0,
     config: SynthConfig | None = None,
     motions: tuple[str, ...] | None = None,
+    gap_s: tuple[float, float] = (0.0, 0.0),
 ) -> list[TrueSegment]:
     """An untrimmed video with known action boundaries: ``segments`` actions of the first
     ``classes`` motions (or of ``motions``) back to back (consecutive ones differ), each
     ``segment_s`` seconds long and made of training-length clips of its motion
-    (:func:`render_action`), over one scene (one camera). Writes ``out`` (.mp4) and the
-    ground truth beside it (``out`` with .json: fps, frames, segments); returns the segments."""
+    (:func:`render_action`), over one scene (one camera). ``gap_s``: a still scene (the
+    background alone, with its camera noise) of that many seconds between two actions, as
+    a camera sees most of the time. Writes ``out`` (.mp4) and the ground truth beside it
+    (``out`` with .json: fps, frames, segments); returns the segments."""
     from edgevid._atomic import write_json
 
     cfg = config or SynthConfig()
@@ -230,7 +241,11 @@ def make_untrimmed_video(
     parts: list[np.ndarray] = []  # (n, H, W, 3) clips in order
     truth: list[TrueSegment] = []
     frame, previous = 0, -1
-    for _ in range(segments):
+    for i in range(segments):
+        gap = round(rng.uniform(*gap_s) * cfg.fps) if i and max(gap_s) > 0 else 0
+        if gap:
+            parts.append(render_still(gap, rng, cfg, scene))
+            frame += gap
         choices = [c for c in range(len(names)) if c != previous]
         k = int(choices[int(rng.integers(len(choices)))])
         previous, motion = k, names[k]
