@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import click
 
 from edgevid import __version__
+from edgevid.core.redact import redact
 from edgevid.errors import EdgevidError
 
 # torch's OpenMP threads spin while they wait for work by default. On a machine that runs
@@ -43,10 +44,11 @@ class EdgevidGroup(click.Group):
                 rv = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx is not None else "edgevid"
-            click.echo(f"edgevid: error: {e.format_message()} (see '{where} --help')", err=True)
+            message = redact(e.format_message())
+            click.echo(f"edgevid: error: {message} (see '{where} --help')", err=True)
             _exit(e.exit_code)
         except click.ClickException as e:
-            click.echo(f"edgevid: error: {e.format_message()}", err=True)
+            click.echo(f"edgevid: error: {redact(e.format_message())}", err=True)
             _exit(e.exit_code)
         except click.Abort:
             click.echo("edgevid: aborted", err=True)
@@ -57,10 +59,10 @@ class EdgevidGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgevidError as e:
-            click.echo(f"edgevid: error: {e}", err=True)
+            click.echo(f"edgevid: error: {redact(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:
-            click.echo(f"edgevid: error: {os_error_line(e)}", err=True)
+            click.echo(f"edgevid: error: {redact(os_error_line(e))}", err=True)
             ctx.exit(1)
         except Terminated:
             click.echo("edgevid: terminated (SIGTERM); nothing incomplete was kept", err=True)

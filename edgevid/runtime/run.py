@@ -75,7 +75,8 @@ class Delivery:
         self.results_log: JsonLines | None = None
         self.events_log: JsonLines | None = None
         self.publisher: MqttPublisher | None = None
-        target = MqttTarget.parse(publish) if publish else None  # checked before any I/O
+        mqtt = mqtt or MqttConfig()
+        target = MqttTarget.parse(publish, mqtt.ca) if publish else None  # before any I/O
         try:
             if json_path is not None:
                 self.results_log = self._log(json_path, "--json")
