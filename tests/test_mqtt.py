@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from edgevid.core.video import probe_video
+from tests.conftest import check_record, read_records
 from tests.test_delivery import free_port, wait_for_lines
 from tests.test_stream import edgevid
 
@@ -97,7 +98,8 @@ class Subscriber:
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
-            self.messages.append((msg.topic, json.loads(msg.payload), time.monotonic()))
+            payload = check_record(json.loads(msg.payload))  # the shipped schema of its type
+            self.messages.append((msg.topic, payload, time.monotonic()))
 
     def wait_for(self, n: int, timeout: float = 15) -> list[tuple[str, dict, float]]:
         deadline = time.monotonic() + timeout
@@ -121,8 +123,8 @@ def test_every_result_and_segment_arrives_in_order(tiny_onnx, media_dir, tmp_pat
                            str(tmp_path / "ev.jsonl"), "--segment-threshold", "0.2",
                            "--segment-release", "0.1")  # fmt: skip
             assert proc.returncode == 0, proc.stderr
-            results = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-            events = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+            results = read_records(tmp_path / "r.jsonl", "result")
+            events = read_records(tmp_path / "ev.jsonl", "segment")
             got = sub.wait_for(len(results) + len(events))
         finally:
             sub.close()

@@ -175,7 +175,8 @@ def run_streams(
                         if on_result is not None:
                             on_result(result)
                         segmenter = segmenters[result.stream]
-                        emit(segmenter.update(result.window_centre, result.probs, labels))
+                        emit(segmenter.update(result.window_centre, result.probs, labels,
+                                             result.clock))  # fmt: skip
                     if not renderer(step) or _stop_requested():
                         break
         except KeyboardInterrupt:  # Ctrl-C outside stop_on_signals: how a camera run ends

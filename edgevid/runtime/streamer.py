@@ -22,6 +22,7 @@ from edgevid.errors import EdgevidError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
+from edgevid.runtime.records import record
 from edgevid.runtime.smoothing import Smoother, decide, make_smoother
 from edgevid.runtime.sources import SourceOptions
 from edgevid.runtime.stats import Stats, StreamCounts
@@ -55,6 +56,7 @@ class Result:
     probs: np.ndarray = field(repr=False)  # (C,) smoothed probabilities
     model: str = ""  # the model's file (or folder) name
     time: float = 0.0  # wall-clock time the result was produced (Unix seconds)
+    clock: float | None = None  # live sources: Unix time of stream time 0 (None for files)
 
     @property
     def window_centre(self) -> float:
@@ -62,11 +64,11 @@ class Result:
         return (self.window_start + self.timestamp) / 2
 
     def to_json(self) -> dict:
-        return {
+        """The ``result`` record (edgevid/schemas/result.json)."""
+        return record("result", self.time, {
             "stream": self.stream,
             "source": self.source,
             "model": self.model,
-            "time": round(self.time, 3),
             "frame": self.frame,
             "timestamp": round(self.timestamp, 4),
             "window_start": round(self.window_start, 4),
@@ -74,7 +76,7 @@ class Result:
             "score": round(self.score, 5),
             "top_k": [{"label": lab, "score": round(p, 5)} for lab, p in self.top_k],
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
-        }
+        })  # fmt: skip
 
 
 @dataclass
@@ -97,6 +99,7 @@ class _Lane:
     newest: Frame | None = None  # last frame taken from the source
     prep_s: float = 0.0  # preprocessing time of the newest buffered frame
     fresh: bool = False  # a frame entered the buffer since the last inference
+    clock: float | None = None  # live: Unix time of stream time 0, fixed at the first frame
 
     @property
     def active(self) -> bool:
@@ -192,6 +195,8 @@ class Streamer:
         max_frames = self.config.max_frames
         lane.finished = max_frames is not None and frame.index + 1 >= max_frames
         lane.newest = frame
+        if lane.clock is None and lane.source.live:  # frame.timestamp + clock = wall clock
+            lane.clock = time.time() - (time.perf_counter() - frame.captured_at) - frame.timestamp
         if lane.buffer.full and lane.fresh and frame.index >= lane.next_due:
             lane.next_due, lane.fresh = frame.index + self.config.every, False
             return lane
@@ -230,6 +235,7 @@ class Streamer:
         lane.latest = Result(
             frame.stream, lane.source.uri, frame.index, frame.timestamp, start,
             d.label, d.score, d.top_k, ms, smoothed, self.classifier.name, time.time(),
+            lane.clock,
         )  # fmt: skip
         return lane.latest
 
