@@ -3,7 +3,7 @@
 Every line of ``--json`` / ``--events`` and every MQTT payload of ``edgevid run`` is one
 JSON object that starts with the same four fields, then those of its type:
 
-    {"type": "result", "schema": 1, "time": "2026-12-04T16:21:25.123Z", "unix": 1796487685.123,
+    {"type": "result", "schema": 1, "time": "2026-12-04T16:21:25.123Z", "unix": 1796401285.123,
      "stream": 0, "source": "rtsp://cam1/stream", "label": "Walking", ...}
 
 ``type`` is ``result`` (one window classified), ``segment`` (an action segment opened or
