@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevid.runtime.health import Monitor
 from edgevid.runtime.outputs import JsonLines, MqttConfig, MqttPublisher, MqttTarget
 from edgevid.runtime.render import Renderer
 from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
@@ -72,6 +73,7 @@ class Delivery:
         self.results_log: JsonLines | None = None
         self.events_log: JsonLines | None = None
         self.publisher: MqttPublisher | None = None
+        self._lock = threading.Lock()  # the status thread writes too (runtime/health.py)
         target = MqttTarget.parse(publish) if publish else None  # checked before any I/O
         try:
             if json_path is not None:
@@ -91,18 +93,21 @@ class Delivery:
         return self.logs[key]
 
     def result(self, r: Result) -> None:
-        record = r.to_json()
-        if self.results_log is not None:
-            self.results_log.write(record)
-        if self.publisher is not None:
-            self.publisher.publish(record)
+        self._send(r.to_json(), self.results_log, "")
 
     def segment(self, s: Segment) -> None:
-        record = s.to_json()
-        if self.events_log is not None:
-            self.events_log.write(record)
-        if self.publisher is not None:
-            self.publisher.publish(record, "segments")
+        self._send(s.to_json(), self.events_log, "segments")
+
+    def status(self, record: dict) -> None:
+        """A status record (runtime/health.py): beside the results, MQTT TOPIC/status."""
+        self._send(record, self.results_log, "status")
+
+    def _send(self, record: dict, log: JsonLines | None, subtopic: str) -> None:
+        with self._lock:
+            if log is not None:
+                log.write(record)
+            if self.publisher is not None:
+                self.publisher.publish(record, subtopic)
 
     def files(self) -> list[Path]:
         return [Path(log.name) for log in self.logs.values() if log.name != "-"]
@@ -137,13 +142,15 @@ def run_streams(
     on_result: Callable[[Result], None] | None = None,
     on_segment: Callable[[Segment], None] | None = None,
     delivery: Delivery | None = None,
+    monitor: Monitor | None = None,
 ) -> RunOutcome:
     """Run ``streamer`` to its end (or Ctrl-C / a stop signal, or q in the window),
     delivering every result and segment event as it happens. ``segments``: a config, or
     None (or a dict of overrides) for the defaults scaled to each stream's window
     duration (:meth:`SegmentConfig.for_clip`).
     ``delivery``: outputs opened by the caller (then ``json_path``, ``events_path`` and
-    ``publish`` are ignored); closed here either way."""
+    ``publish`` are ignored); closed here either way. ``monitor``: status records and lines,
+    /metrics and /healthz (:mod:`edgevid.runtime.health`); closed here too."""
     ok, interrupted, renderer = False, False, None
 
     def segment_config(i: int) -> SegmentConfig:
@@ -167,9 +174,13 @@ def run_streams(
                 if on_segment is not None:
                     on_segment(event)
 
+        if monitor is not None:
+            monitor.start(streamer, delivery.status, delivery.publisher)
         try:
             with _loop_signals():
                 for step in streamer.steps():
+                    if monitor is not None:
+                        monitor.step(step)
                     for result in step.results:
                         delivery.result(result)
                         if on_result is not None:
@@ -186,6 +197,8 @@ def run_streams(
             emit(seg.finish())
         ok = True
     finally:
+        if monitor is not None:
+            monitor.close()
         streamer.close()
         written = renderer.close(ok) if renderer is not None else []
         if delivery is not None:  # on an error, logs nothing was written to are removed
