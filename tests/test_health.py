@@ -99,7 +99,7 @@ def test_metrics_and_healthz_scraped_during_a_run(tiny_onnx, media_dir, tmp_path
     assert 0 < status[-1]["streams"][0]["fps"] <= 30  # paced at 25 fps
     assert status[-1]["backend"] == "onnxruntime[CPUExecutionProvider]"
     lines = stderr.splitlines()
-    assert lines[0] == f"edgevid: model {tiny_onnx} on onnxruntime[CPUExecutionProvider]"
+    assert lines[0] == "edgevid: model tiny-prune8.onnx on onnxruntime[CPUExecutionProvider]"
     assert sum(line.startswith("edgevid: status ") for line in lines) == len(status)
     assert re.search(r"\[0\] \d+\.\d fps, \d+ dropped, last result \d+\.\d s ago, p50", stderr)
 

@@ -172,7 +172,8 @@ def run(
         delivery = Delivery(json_path, events_path, publish, MqttConfig(outbox=mqtt_outbox))
         monitor = None
         try:  # the metrics port is bound now too: one in use fails before the model loads
-            monitor = Monitor(HealthConfig(status_s, unhealthy_after, metrics_port, metrics_host))
+            health = HealthConfig(status_s, unhealthy_after, metrics_port, metrics_host, not quiet)
+            monitor = Monitor(health)
             clf = Classifier(model, device=device, threads=threads, precision=precision)
             streamer = Streamer(sources, clf, config)
         except BaseException:
@@ -180,10 +181,6 @@ def run(
                 monitor.close()
             delivery.abort()
             raise
-        if not quiet:  # said at the start: a months-long run is not read at its end
-            click.echo(f"edgevid: model {model} on {clf.backend.name}", err=True)
-            if clf.backend.selection:  # which engine --device auto took, and why
-                click.echo(clf.backend.selection, err=True)
         if segment_min_s is not None:
             seg_overrides.update(min_on_s=segment_min_s, min_off_s=segment_min_s)
         outcome = None

@@ -45,6 +45,7 @@ class HealthConfig:
     unhealthy_s: float = 30.0  # a stream with no frame for this long is down (/healthz: 503)
     metrics_port: int | None = None  # serve /metrics and /healthz on this TCP port; None: no
     metrics_host: str = "127.0.0.1"  # the address that server binds ("0.0.0.0": all IPv4)
+    announce: bool = True  # name the model and its backend on stderr as the loop starts
 
 
 @dataclass
@@ -85,6 +86,11 @@ class Monitor:
             self.streamer, self.publisher = streamer, publisher
             self._lanes = [_Lane() for _ in streamer.lanes]
             self._started = self._status_at = time.monotonic()
+        backend = streamer.classifier.backend
+        if self.config.announce:  # said at the start: a months-long run is not read at its end
+            _stderr_line(f"edgevid: model {streamer.classifier.name} on {backend.name}")
+            if backend.selection:  # which engine --device auto took, and why
+                _stderr_line(backend.selection)
         if self.config.status_s > 0:
             self._thread = threading.Thread(
                 target=self._report, args=(emit,), name="status", daemon=True
