@@ -52,6 +52,10 @@ def start_run(*args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def healthcheck(port: int) -> subprocess.CompletedProcess:
+    return edgevid("healthcheck", "--port", str(port))
+
+
 def wait_until(check, proc: subprocess.Popen, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,6 +79,8 @@ def test_metrics_and_healthz_scraped_during_a_run(tiny_onnx, media_dir, tmp_path
     base = f"http://127.0.0.1:{port}"
     wait_for_lines(log, proc, n=3)
     assert get(f"{base}/healthz") == (200, '{"status": "ok"}\n')
+    check = healthcheck(port)  # the images' HEALTHCHECK
+    assert (check.returncode, check.stdout) == (0, '{"status": "ok"}\n'), check.stderr
     first = samples(get(f"{base}/metrics")[1])
     time.sleep(1.0)
     code, text = get(f"{base}/metrics")
@@ -119,7 +125,10 @@ def test_healthz_503_while_a_live_stream_is_down(tiny_onnx, tmp_path):
         assert get(f"{base}/healthz")[0] == 200
         code, body = wait_until(lambda: (r := get(f"{base}/healthz"))[0] == 503 and r, proc)
         metrics = samples(get(f"{base}/metrics")[1])
+        check = healthcheck(port)  # the images' HEALTHCHECK: 1, unhealthy
         _, stderr = proc.communicate(timeout=60)
+    assert check.returncode == 1 and check.stderr.startswith("edgevid: error: http://127.0.0.1")
+    assert "/healthz: 503" in check.stderr and '"status": "down"' in check.stderr
     doc = json.loads(body)
     assert doc["status"] == "down" and [s["stream"] for s in doc["streams"]] == [0]
     assert doc["streams"][0]["source"] == srv.url and doc["streams"][0]["no_frame_for_s"] > 1

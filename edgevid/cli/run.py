@@ -102,9 +102,11 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               "frames, age of the last result, p50 latency; the backend) in the --json log "
               "and on MQTT TOPIC/status, and one line on stderr. 0: none.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              envvar="EDGEVID_METRICS_PORT", show_envvar=True,
               help="Serve Prometheus metrics on http://HOST:N/metrics and a health check on "
               "/healthz (200; 503 while a stream is down); needs edgevid[metrics].")  # fmt: skip
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              envvar="EDGEVID_METRICS_HOST", show_envvar=True,
               help="Address the metrics server binds: 0.0.0.0 to be scraped from other "
               "hosts (in a container, with a published port).")  # fmt: skip
 @click.option("--unhealthy-after", default=30.0, show_default=True, type=POSITIVE,
@@ -261,4 +263,29 @@ def bench(
         click.echo(f"wrote {json_path}", err=True)
 
 
-COMMANDS = [run, bench]
+@click.command("healthcheck")
+@click.option("--port", type=click.IntRange(1, 65535), default=9100, show_default=True,
+              envvar="EDGEVID_METRICS_PORT", show_envvar=True,
+              help="The --metrics-port of the run to ask.")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Where that run serves it.")  # fmt: skip
+@click.option("--timeout", default=4.0, show_default=True, type=POSITIVE,
+              help="Seconds to wait for the answer.")  # fmt: skip
+def healthcheck(port: int, host: str, timeout: float) -> None:
+    """Ask a running `edgevid run --metrics-port N` how it is: exit 0 when its /healthz
+    answers 200, 1 when it answers 503 (a stream is down) or not at all.
+
+    The images' Docker HEALTHCHECK (docker/): the port comes from EDGEVID_METRICS_PORT,
+    as for `edgevid run`.
+
+    \b
+    Example:
+      edgevid run -s rtsp://cam1/stream -m prune4.onnx --metrics-port 9100 &
+      edgevid healthcheck --port 9100
+    """
+    from edgevid.runtime.health import check_health
+
+    click.echo(json.dumps(check_health(host, port, timeout)))
+
+
+COMMANDS = [run, bench, healthcheck]

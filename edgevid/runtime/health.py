@@ -350,3 +350,27 @@ class _Collector:
                 "edgevid_mqtt_dropped", "MQTT messages dropped: the outbox was full.",
                 value=p.dropped,
             )  # fmt: skip
+
+
+# --- the client side: Docker's HEALTHCHECK ----------------------------------------------------
+class Unhealthy(EdgevidError):
+    """/healthz did not answer 200: exit 1, what Docker's HEALTHCHECK reads as unhealthy
+    (it reserves 2)."""
+
+    exit_code = 1
+
+
+def check_health(host: str = "127.0.0.1", port: int = 9100, timeout_s: float = 4.0) -> dict:
+    """GET ``http://host:port/healthz``: its JSON when it answers 200, else :class:`Unhealthy`
+    (503: a stream is down; no answer: the run is not serving, or hung)."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise Unhealthy(f"{url}: {e.code} {e.read().decode(errors='replace').strip()}") from None
+    except (OSError, ValueError) as e:  # refused, timed out, not JSON
+        raise Unhealthy(f"{url}: no answer ({getattr(e, 'reason', None) or e})") from None

@@ -167,6 +167,8 @@ def run_streams(
             streamer, output, show, output_segment_s, lambda i: segmenters[i].segments
         )
         labels = streamer.classifier.labels
+        if monitor is not None:
+            monitor.start(streamer, delivery.status, delivery.publisher)
 
         def emit(events: list[Segment]) -> None:
             for event in events:
@@ -174,13 +176,9 @@ def run_streams(
                 if on_segment is not None:
                     on_segment(event)
 
-        if monitor is not None:
-            monitor.start(streamer, delivery.status, delivery.publisher)
         try:
             with _loop_signals():
                 for step in streamer.steps():
-                    if monitor is not None:
-                        monitor.step(step)
                     for result in step.results:
                         delivery.result(result)
                         if on_result is not None:
@@ -188,6 +186,8 @@ def run_streams(
                         segmenter = segmenters[result.stream]
                         emit(segmenter.update(result.window_centre, result.probs, labels,
                                              result.clock))  # fmt: skip
+                    if monitor is not None:  # after the results: a scrape sees them counted
+                        monitor.step(step)
                     if not renderer(step) or _stop_requested():
                         break
         except KeyboardInterrupt:  # Ctrl-C outside stop_on_signals: how a camera run ends
