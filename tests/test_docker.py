@@ -238,3 +238,41 @@ def test_systemd_analyze_verifies_the_unit(tmp_path):
         pytest.skip(f"systemd-analyze cannot run here: {results[0].stderr.strip()}")
     assert results[0].returncode == 0 and results[0].stderr == "", results[0].stderr
     assert "Unknown key 'BogusKey'" in results[1].stderr and "sometimes" in results[1].stderr
+
+
+# --- the docs say what the files say ---------------------------------------------------------
+DOCS = ROOT / "docs" / "deploy-docker.md"
+
+
+def test_docs_show_the_compose_command_and_the_images_usage():
+    """docs/deploy-docker.md: the compose `command:` word for word, and each image's usage
+    comment (docker build / docker run) as one of its examples."""
+    import yaml
+
+    docs = DOCS.read_text()
+    command = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())["services"]["edgevid"][
+        "command"
+    ]
+    blocks = re.findall(r"```text\n(.*?)```", docs, re.S)
+    assert any(b.split() == command for b in blocks), "the compose command is not in the docs"
+    flat_docs = " ".join(docs.replace("\\\n", " ").split())
+    for name in ("Dockerfile", "Dockerfile.cpu"):
+        examples = usage_examples((DOCKER / name).read_text())
+        assert len(examples) == 2, name  # docker build, docker run
+        for example in examples:
+            assert example in flat_docs, (name, example)
+
+
+def usage_examples(text: str) -> list[str]:
+    """The ``#   docker ...`` commands of a Dockerfile's header, continuation lines joined."""
+    examples, current = [], None
+    for line in text.splitlines():
+        body = line[1:].strip() if line.startswith("#") else None
+        if body is not None and (body.startswith("docker ") or current is not None):
+            current = f"{current} {body}" if current else body
+            if not current.endswith("\\"):
+                examples.append(" ".join(current.split()))
+                current = None
+            else:
+                current = current[:-1]
+    return examples
