@@ -45,7 +45,7 @@ class HealthConfig:
     unhealthy_s: float = 30.0  # a stream with no frame for this long is down (/healthz: 503)
     metrics_port: int | None = None  # serve /metrics and /healthz on this TCP port; None: no
     metrics_host: str = "127.0.0.1"  # the address that server binds ("0.0.0.0": all IPv4)
-    announce: bool = True  # name the model and its backend on stderr as the loop starts
+    announce: bool = True  # name the model and its backend on stderr at the first frame
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._histogram = None
+        self._announced = False  # the start line was printed
         self.server = None if self.config.metrics_port is None else HealthServer(self)
 
     # --- the loop's side ----------------------------------------------------------------------
@@ -86,11 +87,6 @@ class Monitor:
             self.streamer, self.publisher = streamer, publisher
             self._lanes = [_Lane() for _ in streamer.lanes]
             self._started = self._status_at = time.monotonic()
-        backend = streamer.classifier.backend
-        if self.config.announce:  # said at the start: a months-long run is not read at its end
-            _stderr_line(f"edgevid: model {streamer.classifier.name} on {backend.name}")
-            if backend.selection:  # which engine --device auto took, and why
-                _stderr_line(backend.selection)
         if self.config.status_s > 0:
             self._thread = threading.Thread(
                 target=self._report, args=(emit,), name="status", daemon=True
@@ -101,6 +97,8 @@ class Monitor:
         """One step of the loop: its frames and results. Raises the error of a status
         record that could not be written (a full disk), in the loop's thread."""
         now = time.monotonic()
+        if step.frames:
+            self._announce()
         with self._lock:
             for frame in step.frames:
                 self._lanes[frame.stream].last_frame = now
@@ -112,6 +110,18 @@ class Monitor:
                     self._histogram.labels(str(r.stream)).observe(r.latency_ms["total"] / 1e3)
         if self.error is not None:
             raise self.error
+
+    def _announce(self) -> None:
+        """Once, at the first frame (or the first status, if none comes): the model and
+        the backend running it. Not before: a source that fails at once stays one line."""
+        with self._lock:
+            if self._announced or not self.config.announce:
+                return
+            self._announced = True
+        backend = self.streamer.classifier.backend
+        _stderr_line(f"edgevid: model {self.streamer.classifier.name} on {backend.name}")
+        if backend.selection:  # which engine --device auto took, and why
+            _stderr_line(backend.selection)
 
     def close(self) -> None:
         self._stop.set()
@@ -177,6 +187,7 @@ class Monitor:
 
     def _report(self, emit: Callable[[dict], None] | None) -> None:
         while not self._stop.wait(self.config.status_s):
+            self._announce()
             rec = self.status()
             _stderr_line(format_status(rec))
             if emit is not None and self.error is None:
