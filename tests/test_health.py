@@ -180,3 +180,28 @@ def test_status_off_and_no_port_means_no_thread_and_no_server(tiny_onnx, media_d
     assert rec["type"] == "status" and rec["streams"][0]["frames_read"] == 16
     assert rec["streams"][0]["inferences"] == 2 and not rec["streams"][0]["up"]  # ended
     assert rec["healthy"]  # an ended file is not a stream that is down
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_server_answers_while_the_model_loads(host):
+    """Bound before the model loads: /healthz 200 "starting" (a long engine build is not a
+    failure), /metrics the version; after close, nothing answers (exit 1 for Docker)."""
+    from edgevid.runtime.health import HealthConfig, Monitor, Unhealthy, check_health
+
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    port = free_port()
+    try:
+        monitor = Monitor(HealthConfig(metrics_port=port, metrics_host=host))
+    except Exception as e:  # noqa: BLE001 (an IPv6 stack that cannot bind ::1)
+        pytest.skip(f"cannot listen on {host}: {e}")
+    try:
+        assert check_health(host, port) == {"status": "starting"}
+        where = f"[{host}]" if ":" in host else host
+        code, text = get(f"http://{where}:{port}/metrics")
+        assert code == 200 and 'edgevid_info{version="' in text
+    finally:
+        monitor.close()
+    with pytest.raises(Unhealthy, match="no answer") as e:
+        check_health(host, port, timeout_s=2)
+    assert e.value.exit_code == 1  # Docker's HEALTHCHECK: unhealthy (2 is reserved)

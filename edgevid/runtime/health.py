@@ -84,8 +84,8 @@ class Monitor:
     ) -> None:
         """The loop starts: watch ``streamer``; status records go to ``emit``."""
         with self._lock:
-            self.streamer, self.publisher = streamer, publisher
-            self._lanes = [_Lane() for _ in streamer.lanes]
+            self._lanes = [_Lane() for _ in streamer.lanes]  # before streamer: the server
+            self.streamer, self.publisher = streamer, publisher  # reads both, unlocked
             self._started = self._status_at = time.monotonic()
         if self.config.status_s > 0:
             self._thread = threading.Thread(
@@ -244,7 +244,7 @@ class HealthServer:
             "edgevid_latency_seconds", "Frame decoded -> result, per result.", ["stream"],
             registry=self.registry, buckets=LATENCY_BUCKETS_S,
         )  # fmt: skip
-        server_class = _IPv6Server if ":" in cfg.metrics_host else ThreadingHTTPServer
+        server_class = _IPv6Server if ":" in cfg.metrics_host else _Server
         try:
             self.httpd = server_class((cfg.metrics_host, cfg.metrics_port), _handler(self))
         except OSError as e:
@@ -278,7 +278,14 @@ class HealthServer:
         self._thread.join(timeout=5)
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """One line, not socketserver's traceback (a client gone mid-answer, say)."""
+        error = sys.exc_info()[1]
+        _stderr_line(f"edgevid: metrics: a request from {client_address[0]} failed ({error!r})")
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
