@@ -176,6 +176,7 @@ def test_status_off_and_no_port_means_no_thread_and_no_server(tiny_onnx, media_d
     s = Streamer(media_dir / "carphone_pristine.mp4", tiny_onnx, max_frames=16)
     run_streams(s, monitor=monitor)
     assert monitor.server is None and monitor._thread is None
+    assert not any(lane.latencies for lane in monitor._lanes)  # nothing kept for a status
     rec = check_record(monitor.status(), "status")
     assert rec["type"] == "status" and rec["streams"][0]["frames_read"] == 16
     assert rec["streams"][0]["inferences"] == 2 and not rec["streams"][0]["up"]  # ended

@@ -105,7 +105,8 @@ class Monitor:
             for r in step.results:
                 lane = self._lanes[r.stream]
                 lane.last_result = now
-                lane.latencies.append(r.latency_ms["total"] / 1e3)
+                if self._thread is not None:  # kept for the next status only (bounded)
+                    lane.latencies.append(r.latency_ms["total"] / 1e3)
                 if self._histogram is not None:
                     self._histogram.labels(str(r.stream)).observe(r.latency_ms["total"] / 1e3)
         if self.error is not None:
