@@ -160,8 +160,7 @@ def test_broker_killed_mid_run_loses_no_frame(tiny_onnx, media_dir, tmp_path):
             broker.start()
             restarted_at = time.monotonic()
             stdout, stderr = proc.communicate(timeout=120)
-            produced = len(log.read_text().splitlines())
-            produced += len((tmp_path / "ev.jsonl").read_text().splitlines())
+            produced = len(read_records(log)) + len(read_records(tmp_path / "ev.jsonl"))
             got = sub.wait_for(produced, timeout=5)
         finally:
             sub.close()
