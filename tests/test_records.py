@@ -121,3 +121,31 @@ def test_file_results_have_no_clock(tiny_onnx, media_dir):
     (r, *_) = stream(media_dir / "carphone_pristine.mp4", tiny_onnx, max_frames=8)
     assert r.clock is None
     assert Path(media_dir / "carphone_pristine.mp4").name in r.to_json()["source"]
+
+
+@pytest.mark.slow
+def test_live_segment_events_carry_wall_clock_times(tiny_onnx, tmp_path):
+    """`edgevid run` on a live stream (MJPEG over HTTP): each segment's open and closed
+    records share an id and put start/end on the wall clock, at the time of the run."""
+    import time
+
+    from tests.conftest import read_records
+    from tests.test_sources import MjpegServer
+    from tests.test_stream import edgevid
+
+    events = tmp_path / "ev.jsonl"
+    began = time.time()
+    with MjpegServer(fps=50) as srv:
+        proc = edgevid("run", "-s", srv.url, "-m", str(tiny_onnx), "--max-frames", "60",
+                       "--json", str(tmp_path / "r.jsonl"), "--events", str(events),
+                       "--segment-threshold", "0", "--segment-release", "0",
+                       "--segment-min-s", "0", "--timeout", "2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(events, "segment")
+    opened = [r["id"] for r in records if r["state"] == "open"]
+    assert opened and opened == [r["id"] for r in records if r["state"] == "closed"]
+    clock = parse_iso(records[0]["start_time"]) - records[0]["start"]  # one per stream
+    assert began - 1 <= clock <= parse_iso(records[0]["time"]) <= time.time() + 1
+    for r in records:
+        assert parse_iso(r["start_time"]) - r["start"] == pytest.approx(clock, abs=2e-3)
+        assert parse_iso(r["end_time"]) - r["end"] == pytest.approx(clock, abs=2e-3)
