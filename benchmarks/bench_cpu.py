@@ -327,6 +327,8 @@ def accuracy(reference: np.ndarray, logits: np.ndarray) -> dict[str, float]:
 
 
 def bench_variant(variant: str, args: argparse.Namespace, rates: dict[str, float]) -> list[dict]:
+    from edgevid.core.formats import model_files
+
     work = Path(args.work) / variant
     info = run_prepare(variant, work, args)
     models = {}
@@ -343,7 +345,7 @@ def bench_variant(variant: str, args: argparse.Namespace, rates: dict[str, float
     for path, m in measured.items():
         rate_class = PATHS[path][3]
         gmacs_per_s = info["gmacs"] / m["median_s"]
-        size = sum(f.stat().st_size for f in models[path].parent.glob(models[path].stem + ".*"))
+        size = sum(f.stat().st_size for f in model_files(models[path]))  # an IR: + its .bin
         row = {
             "variant": variant,
             "path": path,

@@ -37,8 +37,13 @@ GRAPHS = ("fp32", "int8-static", "int8-dynamic", "int8-cpu", "int8-static-raw")
 def export_graphs(variant: str, graphs: list[str], work: Path) -> dict[str, Path]:
     """FP32 (+ INT8) graphs of ``variant`` at full size with random weights, cached in work."""
     work.mkdir(parents=True, exist_ok=True)
-    paths = {g: work / f"{variant}-{g}.onnx" for g in graphs}
-    fp32s = {False: work / f"{variant}-fp32.onnx", True: work / f"{variant}-fp32-raw.onnx"}
+    from edgevid.core.formats import graph_name
+
+    # the names `edgevid export` gives them (a "-raw" graph: --raw-input)
+    paths = {
+        g: work / graph_name(variant, g.removesuffix("-raw"), g.endswith("-raw")) for g in graphs
+    }
+    fp32s = {raw: work / graph_name(variant, raw_input=raw) for raw in (False, True)}
     needed = [g for g in graphs if not paths[g].is_file()]
     if not needed:
         return paths

@@ -33,12 +33,12 @@ def test_every_row_is_complete_and_names_its_file(name):
 def test_unknown_precision_is_an_error_everywhere(tmp_path):
     from edgevid.calib.quantize import quantize
     from edgevid.export.pipeline import ExportConfig, check_config
-    from edgevid.runtime.backends.tensorrt_build import build_plan
+    from edgevid.runtime.backends.trt_plan import BuildRequest, DeviceFacts, plan_build
 
     with pytest.raises(MetadataError, match="unknown precision 'fp8'"):
         get_precision("fp8")
     with pytest.raises(ExportError, match="unknown precision 'fp8'"):
-        build_plan("fp8", (10, 3))
+        plan_build("fp8", BuildRequest(), DeviceFacts("10.3.0.30", "Orin", (8, 7), 16, 2))
     with pytest.raises(ExportError, match="unknown precision 'fp8'"):
         check_config(ExportConfig(variant="tiny-prune8", precisions=("fp8",)))
     with pytest.raises(ExportError, match="unknown precision 'fp8'"):

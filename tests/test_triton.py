@@ -102,9 +102,41 @@ def test_uri_parsing():
     u = parse_uri("triton://10.0.0.2:9001/prune4?reconnect=2.5&timeout=1")
     assert (u.address, u.reconnect_s, u.timeout_s) == ("10.0.0.2:9001", 2.5, 1.0)
     assert str(u) == "triton://10.0.0.2:9001/prune4"
-    for bad in ("triton://host", "triton://host:x/m", "triton://h/m?retries=3", "triton://h/a/b"):
+    assert parse_uri("triton://h/m?retries=0").retries == 0
+    for bad in ("triton://host", "triton://host:x/m", "triton://h/m?tries=3", "triton://h/a/b",
+                "triton://h/m?retries=1.5", "triton://h/m?retries=-1", "triton://h/m?timeout=0",
+                "triton://h/m?reconnect=nan", "triton://h/m?retries=inf"):  # fmt: skip
         with pytest.raises(ModelError, match="triton://"):
             parse_uri(bad)
+
+
+@pytest.mark.parametrize(
+    ("status", "lost_for", "misses", "step"),
+    [
+        ("StatusCode.UNAVAILABLE", 0.0, 0, "reconnect"),  # lost: back off, fresh channel
+        ("StatusCode.UNAVAILABLE", 9.9, 0, "reconnect"),
+        ("StatusCode.UNAVAILABLE", 10.0, 0, "fail"),  # the reconnect window is over
+        ("StatusCode.DEADLINE_EXCEEDED", 0.0, 1, "resend"),  # busy: the same request again
+        ("StatusCode.DEADLINE_EXCEEDED", 0.0, 2, "resend"),
+        ("StatusCode.DEADLINE_EXCEEDED", 0.0, 3, "fail"),  # 1 + retries (2) tries
+        ("StatusCode.DEADLINE_EXCEEDED", 50.0, 1, "resend"),  # a deadline is not a lost server
+        ("StatusCode.INVALID_ARGUMENT", 0.0, 0, "fail"),  # refused: never retried
+        ("", 0.0, 0, "fail"),
+    ],
+)
+def test_what_a_failed_request_leads_to(status, lost_for, misses, step):
+    from edgevid.runtime.backends.triton import next_step, parse_uri
+
+    assert next_step(status, lost_for, misses, parse_uri("triton://h/m")) == step
+
+
+def test_generated_config_has_one_instance_and_a_warmup(tiny_onnx, tmp_path):
+    from edgevid.export.triton import add_model
+
+    text = (add_model(tmp_path / "repo", tiny_onnx) / "config.pbtxt").read_text()
+    assert "instance_group [\n  {\n    count: 1\n    kind: KIND_AUTO\n  }\n]" in text
+    assert 'model_warmup [\n  {\n    name: "zero clip"\n    batch_size: 1' in text
+    assert 'key: "pixel_values"' in text and "zero_data: true" in text
 
 
 def test_server_time_per_request_and_a_config_without_metadata():

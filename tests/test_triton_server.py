@@ -113,6 +113,10 @@ def test_config_is_accepted_batches_form_and_oversize_is_refused(server, tiny_on
     try:
         config = client.get_model_config(MODEL, as_json=True)["config"]
         assert int(config["max_batch_size"]) == MAX_BATCH and "dynamic_batching" in config
+        (group,) = config["instance_group"]  # KIND_AUTO: the CPU on a server without a GPU
+        assert (int(group["count"]), group["kind"]) == (1, "KIND_CPU")
+        (warmup,) = config["model_warmup"]
+        assert warmup["inputs"][config["input"][0]["name"]]["zero_data"] is True
         x = np.zeros((1, m.num_frames, 3, m.image_size, m.image_size), np.float32)
         name = config["input"][0]["name"]
 
@@ -156,23 +160,74 @@ def test_config_is_accepted_batches_form_and_oversize_is_refused(server, tiny_on
 
 
 def test_unknown_model_is_one_clear_line(server):
-    r = edgevid("run", "-s", "0", "-m", uri(server, "no-such-model"))
+    """Waited for (a model may still be loading) for the reconnect window, then one line."""
+    t0 = time.monotonic()
+    r = edgevid("run", "-s", "0", "-m", uri(server, "no-such-model", "?reconnect=1.5"))
     assert r.returncode == 2
+    assert time.monotonic() - t0 >= 1.5
     assert r.stderr.strip().splitlines() == [
         f"edgevid: error: {uri(server, 'no-such-model')}: model 'no-such-model' is not ready "
-        f"on the Triton server at 127.0.0.1:{server.grpc_port} (not in its repository, "
-        "or failed to load)"
+        f"on the Triton server at 127.0.0.1:{server.grpc_port} after 1.5 s (not in its "
+        "repository, or failed to load)"
     ]
 
 
-def test_unreachable_server_is_one_clear_line():
-    (port,) = free_ports(1)
+@pytest.mark.parametrize("port_kind", ["free", "http"])
+def test_unreachable_server_is_one_clear_line(port_kind, server):
+    """Nothing listening: one line after the reconnect window. Triton's HTTP port dialled
+    (the client speaks gRPC): the line says which port to use."""
+    port = free_ports(1)[0] if port_kind == "free" else server.http_port
     target = f"triton://127.0.0.1:{port}/{MODEL}"
-    r = edgevid("run", "-s", "0", "-m", target, timeout=60)
+    r = edgevid("run", "-s", "0", "-m", target + "?reconnect=1", timeout=60)
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith(f"edgevid: error: {target}: no Triton server answers at 127.0.0.1:")
     assert "Traceback" not in r.stderr
+    if port_kind == "free":
+        assert line.startswith(f"edgevid: error: {target}: no Triton server answers at 127.0.0.1:")
+    else:  # an HTTP/1 server answers gRPC's HTTP/2 with garbage: refused or lost, never a hang
+        assert line.startswith(f"edgevid: error: {target}: ")
+
+
+def test_a_deadline_is_a_busy_server_not_a_lost_one(server, tiny_onnx):
+    """Past its deadline a request is sent again (``retries``) on the same channel, then one
+    line that names the deadline: no reconnect window is waited out."""
+    backend = load_backend(uri(server, query="?reconnect=60"))
+    m = backend.meta
+    x = np.ones((1, m.num_frames, 3, m.image_size, m.image_size), np.float32)
+    backend.run(x)
+    backend.uri = dataclasses.replace(backend.uri, timeout_s=1e-4, retries=2)
+    t0 = time.monotonic()
+    with pytest.raises(ModelError, match=r"did not answer within 0.0001 s, 3 tries"):
+        backend.run(x)
+    assert time.monotonic() - t0 < 30 and backend.reconnects == 0  # not the 60 s window
+    backend.close()
+
+
+@pytest.mark.slow
+def test_a_client_started_before_its_server_waits_for_the_model(repo, media_dir, tmp_path):
+    """A compose file starts edgevid and tritonserver together: the run waits for the model
+    to be ready (up to ?reconnect=S) instead of ending with exit 2."""
+    ports = free_ports(3)
+    target = f"triton://127.0.0.1:{ports[1]}/{MODEL}?reconnect=60"
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgevid", "run", "-s", str(media_dir / "bikes.mp4"), "-m",
+         target, "--max-frames", "16", "--every", "8", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    (tmp_path / "srv").mkdir()
+    srv = TritonServer(repo, tmp_path / "srv", ports=ports)
+    try:
+        time.sleep(2)  # the client is up and waiting before the server starts
+        assert proc.poll() is None, proc.communicate()[1]
+        srv.start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        srv.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert len(out.read_text().splitlines()) >= 1
 
 
 @pytest.mark.slow

@@ -23,10 +23,8 @@ from edgevid.errors import EdgevidError
 
 # torch's OpenMP threads spin while they wait for work by default. On a machine that runs
 # anything else (a shared CI box, an edge box with its camera pipeline) the spinning threads
-# take the cores from the ones with work: `edgevid demo` beside three other jobs on 2 cores
-# trained an epoch in 182 s spinning and 21 s passive; on the quiet machine the two are within
-# noise (4 epochs of tiny-prune8: 8.0-9.7 s vs 9.1-10.3 s). Set before torch is first imported
-# (every command imports it lazily); a user's own setting wins.
+# take the cores from the ones with work; on a quiet machine the two are within noise. Set
+# before torch is first imported (every command imports it lazily); a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -114,6 +112,7 @@ def main() -> None:
       edgevid train --variant ... --data ROOT
       edgevid prune --checkpoint RUN/best --variant prune4
       edgevid export --variant prune4 --fp16
+      edgevid compile prune4.onnx       on a Jetson: a TensorRT engine, cached
       edgevid run --source /dev/video0 --model prune4.onnx
     Or all of it at once, offline on a CPU: edgevid demo
     """
@@ -133,7 +132,7 @@ def _quiet_libraries() -> None:
 
 
 # One module per stage; each lists its click commands in COMMANDS.
-_COMMAND_MODULES = ("data", "models", "train", "export", "run", "bench", "demo")
+_COMMAND_MODULES = ("data", "models", "train", "export", "compile", "run", "bench", "demo")
 
 
 for _name in _COMMAND_MODULES:

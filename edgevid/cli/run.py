@@ -13,6 +13,7 @@ import click
 
 from edgevid.core.precision import OPENVINO_CHOICES
 from edgevid.runtime.backends import DEVICES
+from edgevid.runtime.motion import GATES, MotionConfig
 
 DEVICE_HELP = (
     "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
@@ -20,7 +21,7 @@ DEVICE_HELP = (
 )
 PRECISION_HELP = (
     "OpenVINO inference precision [default: auto = bf16 where the CPU has it]. On a GPU with "
-    "TensorRT (Jetson), fp32 keeps an FP32 .onnx off FP16 kernels."
+    "TensorRT (Jetson) a .onnx builds as exported; fp16 converts an FP32 graph to FP16 first."
 )
 POSITIVE = click.FloatRange(min=0, min_open=True)
 
@@ -43,6 +44,19 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Frames between buffered frames [default: from the model's sampling "
               "metadata and the stream fps].")  # fmt: skip
+@click.option("--gate", type=click.Choice(GATES), default="none", show_default=True,
+              help="motion: classify a stream's window only if something moved in it (a "
+              "cheap frame-difference detector); a still camera then costs its decode, not "
+              "the model, and its open segment closes when it goes still. See "
+              "docs/multi-camera.md.")  # fmt: skip
+@click.option("--motion-threshold", default=MotionConfig.threshold, show_default=True,
+              type=click.IntRange(1, 255),
+              help="Grey levels a pixel must change by to count as moving "
+              "(--gate motion).")  # fmt: skip
+@click.option("--motion-area", default=MotionConfig.min_area, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="Share of the frame that must move for a frame to count as moving "
+              "(--gate motion).")  # fmt: skip
 @click.option("--smooth", default="ema:0.6", show_default=True, help="ema:A | mean:N | none.")
 @click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help='Below this probability the label is "uncertain".')  # fmt: skip
@@ -114,7 +128,8 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               "edgevid_stream_up is 0 and /healthz answers 503.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
-    sources: tuple[str, ...], model: str, every: int, stride: int | None, smooth: str,
+    sources: tuple[str, ...], model: str, every: int, stride: int | None, gate: str,
+    motion_threshold: int, motion_area: float, smooth: str,
     threshold: float, top_k: int, json_path: str, events_path: str | None,
     publish: str | None, mqtt_outbox: int, segment_threshold: float, segment_release: float,
     segment_min_s: float | None, output: Path | None, output_segment_s: float | None,
@@ -163,7 +178,8 @@ def run(
     make_smoother(smooth)  # a bad --smooth fails before the model loads
     config = StreamConfig(
         every=every, stride=stride, smooth=smooth, threshold=threshold, top_k=top_k,
-        max_frames=max_frames,
+        max_frames=max_frames, gate=gate,
+        motion=MotionConfig(threshold=motion_threshold, min_area=motion_area),
         capture=CaptureConfig(queue_size, realtime, reconnect_timeout),
         options=SourceOptions(timeout_s=timeout),
     )  # fmt: skip

@@ -33,6 +33,7 @@ class Precision:
     trt_flags: tuple[str, ...] = ()  # trt.BuilderFlag names of a weakly typed build (< 10/11)
     trt_typed: bool = False  # the graph's tensor types are the precision (strongly typed build)
     trt_min: tuple[int, int] = (8, 5)  # oldest TensorRT that builds it
+    dla: bool = False  # a Jetson DLA core runs it (FP16, INT8); others build for the GPU only
     openvino_hint: str = ""  # OpenVINO INFERENCE_PRECISION_HINT ("": not an OpenVINO setting)
     calibrated: bool = False  # needs calibration clips (--calib-data)
     exported: bool = True  # `edgevid export` writes a graph in it
@@ -53,11 +54,11 @@ PRECISIONS: dict[str, Precision] = {
     for p in (
         Precision("fp32", "", "fp32", Tolerance(max_abs=1e-4, min_cosine=0.99999),
                   openvino_hint="f32"),
-        Precision("fp16", "-fp16", "fp16", _FP16, _FP16_FLAGS, trt_typed=True,
+        Precision("fp16", "-fp16", "fp16", _FP16, _FP16_FLAGS, trt_typed=True, dla=True,
                   openvino_hint="f16"),
         Precision("bf16", "-bf16", "bf16", _BF16, trt_typed=True, trt_min=(10, 0),
                   openvino_hint="bf16", exported=False),
-        Precision("int8-static", "-int8-static", "int8", _INT8, ("FP16", "INT8"),
+        Precision("int8-static", "-int8-static", "int8", _INT8, ("FP16", "INT8"), dla=True,
                   calibrated=True),
         Precision("int8-dynamic", "-int8-dynamic", "int8", _INT8,
                   fusions=("attention", "gelu")),

@@ -4,7 +4,7 @@
     onnx_to_fp16(fp32_onnx, fp16_onnx)                        FP32 -> FP16 (LayerNorm, Softmax FP32)
     onnx_to_int8_static / onnx_to_int8_dynamic                in edgevid.calib.quantize
     verify_graph(onnx_path, torch_logits, clips)              ONNX Runtime vs PyTorch
-    onnx_to_engine(onnx_path, engine_path, batch=...)         ONNX -> TensorRT engine
+    build_file(onnx, engine, plan_build(...), meta, cache)    ONNX -> TensorRT engine (+ parity)
     add_model(triton_repo, onnx_or_engine)                    -> Triton model repository
     export_model(ExportConfig)                                all of it: `edgevid export`
 

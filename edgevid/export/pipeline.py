@@ -18,13 +18,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevid.core.artifact import sidecar_path
 from edgevid.core.clips import ClipSet, dataset_clips, folder_clips
+from edgevid.core.formats import derived_path, graph_name, model_files
 from edgevid.core.manifest import run_manifest
 from edgevid.core.meta import ModelMeta
 from edgevid.core.precision import EXPORTED, PRECISIONS, get_calib_method, get_precision
 from edgevid.errors import ExportError, ModelError, require
 from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
+from edgevid.runtime.backends.trt_plan import BuildRequest, Skipped, check_dla_batch, plan_build
+from edgevid.runtime.backends.trt_plan import parse_batch as parse_batch
 
 STAGING_PREFIX = ".edgevid-export-"  # + "<pid>-<random>": the folder a running export fills
 
@@ -65,19 +67,6 @@ class ExportResult:
     table: str = ""  # the verification table as printed
 
 
-def parse_batch(text: str) -> tuple[int, int, int]:
-    """ "1:4:8" -> (1, 4, 8); "8" -> (1, 8, 8)."""
-    try:
-        parts = [int(p) for p in text.split(":")]
-    except ValueError:
-        raise ExportError(f"--batch must be MIN:OPT:MAX integers, got {text!r}") from None
-    if len(parts) == 1:
-        parts = [1, parts[0], parts[0]]
-    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-        raise ExportError(f"--batch must satisfy 1 <= MIN <= OPT <= MAX, got {text!r}")
-    return parts[0], parts[1], parts[2]
-
-
 def check_config(cfg: ExportConfig) -> None:
     """Refuse a bad combination of options before any slow work starts."""
     if (cfg.variant is None) == (cfg.checkpoint is None):
@@ -99,7 +88,7 @@ def check_config(cfg: ExportConfig) -> None:
     if cfg.calib_clips < 1 or cfg.verify_clips < 1:
         raise ExportError("--calib-clips and --verify-clips must be at least 1")
     if cfg.trt:
-        from edgevid.runtime.backends.tensorrt_build import check_dla_batch, load_tensorrt
+        from edgevid.runtime.backends.tensorrt_build import load_tensorrt
 
         if cfg.dla_core is not None:
             check_dla_batch(cfg.batch)  # a DLA engine takes one batch size
@@ -130,15 +119,14 @@ def model_source(cfg: ExportConfig) -> str:
     return f"variant {cfg.variant} ({weights})"
 
 
-def check_collision(out: Path, stem: str, source: str) -> None:
-    """Refuse to replace ``out/<stem>.onnx`` exported from another model.
+def check_collision(graph: Path, source: str) -> None:
+    """Refuse to replace the FP32 ``graph`` if it was exported from another model.
 
     Names follow the variant, so two checkpoints of one variant would silently overwrite each
     other in one --out; re-exporting the same model replaces its files.
     """
     from edgevid.core.onnx_file import read_metadata
 
-    graph = out / f"{stem}.onnx"
     if not graph.exists():
         return
     try:
@@ -239,7 +227,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     model, meta = load_model(cfg)
     source = model_source(cfg)
     meta = meta.replace(extra={**meta.extra, "source": source})
-    check_collision(out, meta.variant + ("-u8" if cfg.raw_input else ""), source)
+    check_collision(out / graph_name(meta.variant, raw_input=cfg.raw_input), source)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     _remove_dead_staging(out)
@@ -287,36 +275,51 @@ def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> E
     from edgevid.export.torch_to_onnx import torch_to_onnx
 
     result = ExportResult()
-    stem = meta.variant + ("-u8" if cfg.raw_input else "")
-    fp32 = work / f"{stem}.onnx"
+    fp32 = work / graph_name(meta.variant, raw_input=cfg.raw_input)
     graph_options = dict(opset=cfg.opset, raw_input=cfg.raw_input, exporter=cfg.exporter)
     _timed(log, "FP32 ONNX", torch_to_onnx, model, meta, fp32, **graph_options)
     result.graphs.append(fp32)
     for name in cfg.precisions:  # table order: FP16 before INT8
-        dst = work / f"{stem}{get_precision(name).suffix}.onnx"
+        dst = work / graph_name(meta.variant, name, cfg.raw_input)
         result.graphs.append(_timed(log, f"{name} ONNX", _convert, cfg, name, fp32, dst, log))
     if cfg.openvino:
         from edgevid.export.openvino_ir import onnx_to_ir
 
         for graph in result.graphs:
-            ir = graph.with_suffix(".xml")  # shares the graph's sidecar <stem>.json
+            ir = derived_path(graph, "openvino")  # shares the graph's sidecar <stem>.json
             result.openvino.append(_timed(log, "OpenVINO IR", onnx_to_ir, graph, ir))
     if cfg.verify:
         result.verification, result.table = _verify(cfg, model, result, log)
     if cfg.trt:
-        from edgevid.runtime.backends.tensorrt_build import onnx_to_engine
-
-        cache = Path(cfg.out) / "timing.cache"
-        build = dict(batch=cfg.batch, workspace_mb=cfg.workspace_mb, timing_cache=cache, log=log)
-        for name, graph in zip(("fp32", *cfg.precisions), result.graphs, strict=True):
-            if get_precision(name).fusions:
-                log(f"{graph.name}: a CPU graph (rewritten for ONNX Runtime/OpenVINO), no engine")
-                continue
-            engine = graph.with_name(f"{graph.stem}-trt.engine")  # its own .json sidecar
-            what = f"TensorRT {engine.name}"
-            built = _timed(log, what, onnx_to_engine, graph, engine, dla_core=cfg.dla_core, **build)
-            result.engines.append(built)
+        result.engines = _engines(cfg, result.graphs, log)
     return result
+
+
+def _engines(cfg: ExportConfig, graphs: list[Path], log) -> list[Path]:
+    """An engine per graph TensorRT builds here, as ``edgevid compile`` plans it: CPU graphs
+    and, on a DLA core, the FP32 graph are skipped with a line."""
+    from edgevid.core.onnx_file import read_metadata
+    from edgevid.runtime.backends.onnx_engine import build_file
+    from edgevid.runtime.backends.tensorrt_build import load_tensorrt, probe_device
+
+    facts = probe_device(load_tensorrt())
+    request = BuildRequest(batch=cfg.batch, dla_core=cfg.dla_core, workspace_mb=cfg.workspace_mb)
+    cache = Path(cfg.out) / "timing.cache"
+    engines = []
+    for name, graph in zip(("fp32", *cfg.precisions), graphs, strict=True):
+        if get_precision(name).fusions:
+            log(f"{graph.name}: a CPU graph (rewritten for ONNX Runtime/OpenVINO), no engine")
+            continue
+        plan = plan_build(name, request, facts)
+        if isinstance(plan, Skipped):
+            log(f"{graph.name}: {plan.reason}")
+            continue
+        engine = derived_path(graph, "tensorrt")  # its own .json sidecar
+        meta = read_metadata(graph)
+        engines.append(
+            _timed(log, f"TensorRT {engine.name}", build_file, graph, engine, plan, meta, cache)
+        )
+    return engines
 
 
 def _convert(cfg: ExportConfig, precision: str, fp32: Path, dst: Path, log) -> Path:
@@ -353,8 +356,8 @@ def _publish(
     """Move every artefact (and its sidecar) from staging into ``out``; then Triton."""
     moved: dict[Path, Path] = {}
     for path in [*result.graphs, *result.engines, *result.openvino]:
-        for f in (path, sidecar_path(path), path.with_suffix(".bin")):  # .bin: an IR's weights
-            if f.exists() and f not in moved:
+        for f in model_files(path):  # with its sidecar (an IR: and its weights)
+            if f not in moved:
                 moved[f] = out / f.name
                 os.replace(f, moved[f])
     result.graphs = [moved[g] for g in result.graphs]

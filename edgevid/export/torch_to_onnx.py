@@ -13,11 +13,11 @@ TensorRT's parser and fusions, the FP16 converter and the INT8 quantizer all beh
 predictably, so the dynamo exporter is the default. It emits opset 18; ``opset.py`` brings
 the graph down to 17 (the default) or 16 (TensorRT 8.5: LayerNormalization written out).
 The TorchScript exporter stays available (``exporter="torchscript"``, ``--exporter``) as a
-fallback for a model ``torch.export`` cannot trace. Measured on a CPU (bench_export.py), once
-ONNX Runtime's own optimizer has folded the shape arithmetic the TorchScript graph runs 2-8%
-faster there and peaks at less memory (prune4: ~560 vs ~1010 MB with the default arena), so a
-CPU-only deployment short of memory may prefer it; the dynamo graph is the one for TensorRT,
-FP16 and INT8.
+fallback for a model ``torch.export`` cannot trace. On a CPU, once ONNX Runtime's own
+optimizer has folded the shape arithmetic, the TorchScript graph can run a little faster and
+peak at less memory (benchmarks/results/bench_export.json: rows ort-fp32 vs
+ort-fp32-torchscript), so a CPU-only deployment short of memory may prefer it; the dynamo
+graph is the one for TensorRT, FP16 and INT8.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Exported graphs -> a Triton Inference Server model repository.
 
-    REPO/<name>/config.pbtxt       backend "onnxruntime", dynamic batching, the metadata
-                                   as the model parameter "edgevid" (JSON)
+    REPO/<name>/config.pbtxt       backend "onnxruntime", dynamic batching, one instance
+                                   (KIND_AUTO: the GPU where there is one), a warm-up
+                                   request of zeros, the metadata as the model parameter
+                                   "edgevid" (JSON)
     REPO/<name>/1/model.onnx
     REPO/<name>/labels.txt         class names, so Triton can return them (classification)
     REPO/<name>/edgevid.json       the model metadata (preprocessing, sampling)
@@ -23,16 +25,14 @@ from pathlib import Path
 
 from edgevid._atomic import atomic_dir
 from edgevid.core.artifact import OUTPUT_NAME, input_name, sidecar_path
+from edgevid.core.formats import BY_EXTENSION, FORMATS, is_format
 from edgevid.core.meta import META_FILENAME, ModelMeta
 from edgevid.core.onnx_file import read_metadata
 from edgevid.errors import ExportError
 
-# extension -> (Triton backend, file name in the version folder). `backend:` rather than the
-# legacy `platform:` (onnxruntime_onnx / tensorrt_plan), which Triton still accepts.
-BACKENDS = {
-    ".onnx": ("onnxruntime", "model.onnx"),
-    ".engine": ("tensorrt", "model.plan"),
-}
+# Each format's Triton backend, file name and instance kind is its row's `triton`
+# (edgevid.core.formats). `backend:` rather than the legacy `platform:` (onnxruntime_onnx /
+# tensorrt_plan), which Triton still accepts.
 META_PARAMETER = "edgevid"  # config.pbtxt parameter holding the ModelMeta JSON
 DEFAULT_MAX_BATCH = 8
 
@@ -42,8 +42,12 @@ def pbtxt_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def model_config(name: str, meta: ModelMeta, backend: str, max_batch_size: int) -> str:
-    """The config.pbtxt text for one model (batch dimension implicit: max_batch_size > 0)."""
+def model_config(
+    name: str, meta: ModelMeta, backend: str, max_batch_size: int, kind: str = "KIND_AUTO"
+) -> str:
+    """The config.pbtxt text for one model (batch dimension implicit: max_batch_size > 0):
+    one instance of ``kind``, and a warm-up request (one clip of zeros) that the server runs
+    before it reports the model ready, so a client's first request is not the slow one."""
     t, s = meta.num_frames, meta.image_size
     if meta.input_format == "uint8":
         dtype, dims = "TYPE_UINT8", [t, s, s, 3]  # (T, H, W, 3)
@@ -72,6 +76,26 @@ dynamic_batching {{
   preferred_batch_size: [ {", ".join(map(str, preferred))} ]
   max_queue_delay_microseconds: 5000
 }}
+instance_group [
+  {{
+    count: 1
+    kind: {kind}
+  }}
+]
+model_warmup [
+  {{
+    name: "zero clip"
+    batch_size: 1
+    inputs {{
+      key: "{input_name(meta)}"
+      value {{
+        data_type: {dtype}
+        dims: [ {", ".join(map(str, dims))} ]
+        zero_data: true
+      }}
+    }}
+  }}
+]
 parameters {{
   key: "{META_PARAMETER}"
   value {{ string_value: {pbtxt_string(json.dumps(meta.to_dict(), ensure_ascii=True))} }}
@@ -91,22 +115,25 @@ def add_model(
     ``max_batch_size`` defaults to the engine's profile maximum (8 for a graph); an engine
     is never declared with more than its profile allows (Triton would refuse to load it)."""
     model_path = Path(model_path)
-    if model_path.suffix not in BACKENDS:
-        raise ExportError(f"{model_path}: Triton takes .onnx graphs or .engine files")
-    if model_path.suffix == ".onnx":
+    fmt = BY_EXTENSION.get(model_path.suffix.lower())
+    if fmt is None or fmt.triton is None:
+        served = sorted(e for f in FORMATS.values() if f.triton for e in f.extensions)
+        raise ExportError(f"{model_path}: Triton takes {', '.join(served)} files")
+    if fmt.name == "onnx":
         meta = read_metadata(model_path)
     else:
         meta = ModelMeta.load(sidecar_path(model_path))
     max_batch_size = resolve_max_batch(model_path, meta, max_batch_size)
-    backend, filename = BACKENDS[model_path.suffix]
+    backend, filename, kind = fmt.triton
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "_", model_path.stem)
-    if model_path.suffix == ".engine" and not name.endswith(("-trt", "_trt")):
-        name = f"{name}-trt"  # never the same folder as the graph it was built from
+    mark = fmt.derived or ""  # never the same folder as the graph an engine was built from
+    if mark and not name.endswith((mark, mark.replace("-", "_"))):
+        name = f"{name}{mark}"
     target = Path(repo) / name
     with atomic_dir(target) as tmp:
         (tmp / "1").mkdir()
         shutil.copyfile(model_path, tmp / "1" / filename)
-        (tmp / "config.pbtxt").write_text(model_config(name, meta, backend, max_batch_size))
+        (tmp / "config.pbtxt").write_text(model_config(name, meta, backend, max_batch_size, kind))
         (tmp / "labels.txt").write_text("\n".join(meta.labels) + "\n")
         meta.save(tmp / META_FILENAME)
     return target
@@ -114,7 +141,7 @@ def add_model(
 
 def resolve_max_batch(model_path: Path, meta: ModelMeta, requested: int | None) -> int:
     """The max_batch_size to declare: ``requested``, bounded by an engine's profile."""
-    is_engine = model_path.suffix == ".engine"
+    is_engine = is_format(model_path, "tensorrt")
     built = (meta.extra.get("engine") or {}).get("batch") if is_engine else None
     engine_max = int(built[2]) if built else None
     size = requested if requested is not None else (engine_max or DEFAULT_MAX_BATCH)

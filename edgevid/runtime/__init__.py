@@ -7,6 +7,10 @@ transformers, so it fits on a Jetson next to a camera.
     Classifier("prune4.onnx").predict(frames)            # frames (N, H, W, 3) uint8 RGB
     for result in stream("/dev/video0", "prune4.onnx"):
         print(result.label, result.score)
+    for result in stream(frame_generator, "prune4.onnx", fps=25, keep_frames=True):
+        image = result.plot()                            # the frame, annotated (RGB)
+
+docs/python-api.md is the guide; every name it shows is in ``__all__``.
 
 The names below load on first use, so ``import edgevid.core.video`` (training uses it)
 never pays for ONNX Runtime.
@@ -23,6 +27,13 @@ _EXPORTS = {
     "Streamer": "edgevid.runtime.streamer",
     "StreamConfig": "edgevid.runtime.streamer",
     "Result": "edgevid.runtime.streamer",
+    "stream_events": "edgevid.runtime.streamer",
+    "VideoPrediction": "edgevid.runtime.predict",
+    "LabelScore": "edgevid.runtime.smoothing",
+    "Segment": "edgevid.runtime.segments",
+    "SegmentConfig": "edgevid.runtime.segments",
+    "run_streams": "edgevid.runtime.run",
+    "resolve_model": "edgevid.runtime.resolve",
     "open_source": "edgevid.runtime.capture",
     "CaptureConfig": "edgevid.runtime.capture",
     "SourceOptions": "edgevid.runtime.sources",

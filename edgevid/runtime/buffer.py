@@ -9,6 +9,9 @@ are resized and cropped (the others cost nothing but their decode).
     for frame in frames:
         buf.push(frame.index, frame.image)
     clip = buf.clip()                    # (T, S, S, 3) uint8 RGB, oldest first
+
+``push(..., prepare=False)`` keeps the frame itself and prepares it only when a clip needs
+it (motion gating: the frames of a still stream's skipped windows are never prepared).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class ClipBuffer:
         self.num_frames, self.image_size, self.stride = num_frames, image_size, stride
         self._ring = np.zeros((num_frames, image_size, image_size, 3), np.uint8)  # (T, S, S, 3)
         self._indices = np.full(num_frames, -1, np.int64)  # stream index of each ring slot
+        self._raw: list[np.ndarray | None] = [None] * num_frames  # (H, W, 3) not yet prepared
         self._head = 0  # next slot to write = oldest frame once full
         self._count = 0  # frames pushed so far (saturates at T)
         self._next_index = 0  # first stream index the buffer accepts next
@@ -34,11 +38,14 @@ class ClipBuffer:
         """Is frame ``index`` one the stride keeps? (Gaps from dropped frames are tolerated.)"""
         return index >= self._next_index
 
-    def push(self, index: int, image: np.ndarray) -> bool:
-        """Offer frame ``index`` (H, W, 3) RGB; it is prepared and kept if the stride wants it."""
+    def push(self, index: int, image: np.ndarray, prepare: bool = True) -> bool:
+        """Offer frame ``index`` (H, W, 3) RGB; it is kept if the stride wants it, prepared
+        now or (``prepare=False``) when a clip first needs it."""
         if not self.wants(index):
             return False
-        self._ring[self._head] = prepare_frame(image, self.image_size)
+        if prepare:
+            self._ring[self._head] = prepare_frame(image, self.image_size)
+        self._raw[self._head] = None if prepare else image
         self._indices[self._head] = index
         self._head = (self._head + 1) % self.num_frames
         self._count = min(self._count + 1, self.num_frames)
@@ -57,11 +64,20 @@ class ClipBuffer:
     def count(self) -> int:
         return self._count
 
+    def prepare_pending(self) -> int:
+        """Prepare the frames pushed with ``prepare=False``; returns how many there were."""
+        pending = [slot for slot, image in enumerate(self._raw) if image is not None]
+        for slot in pending:
+            self._ring[slot] = prepare_frame(self._raw[slot], self.image_size)
+            self._raw[slot] = None
+        return len(pending)
+
     def padded_clip(self) -> np.ndarray:
         """A clip from a buffer that never filled (a file shorter than one window): the
         frames it holds, repeated uniformly to T, as training pads short videos."""
         if self._count == 0:
             raise ValueError("buffer is empty")
+        self.prepare_pending()
         if self.full:
             return self.clip()
         held = self._ring[: self._count]  # not wrapped yet: slots 0..count-1 are in order
@@ -71,6 +87,7 @@ class ClipBuffer:
         """The buffered frames oldest first, (T, S, S, 3) uint8; needs a full buffer."""
         if not self.full:
             raise ValueError(f"buffer holds {self._count} of {self.num_frames} frames")
+        self.prepare_pending()
         if out is None:
             out = np.empty_like(self._ring)
         k = self.num_frames - self._head

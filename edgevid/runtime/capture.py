@@ -147,7 +147,7 @@ class Source:
                 image = reader.read()
                 t1 = time.perf_counter()
                 if image is None:
-                    if not self.spec.live:
+                    if not (self.spec.live and self.spec.reopen):
                         if index == 0:
                             raise VideoError(
                                 f"{self.uri}: no frame could be decoded (corrupt or truncated?)"
@@ -229,12 +229,14 @@ class _Closed:
 
 
 def open_source(
-    uri: str | int | os.PathLike,
+    uri: str | int | os.PathLike | object,
     config: CaptureConfig | None = None,
     options: SourceOptions | None = None,
     *,
     stream: int = 0,
     wake: threading.Event | None = None,
+    fps: float | None = None,
 ) -> Source:
-    """Open ``uri`` (any kind in :mod:`edgevid.runtime.sources`) as a threaded Source."""
-    return Source(resolve_source(uri, options), config, stream=stream, wake=wake)
+    """Open ``uri`` (any kind in :mod:`edgevid.runtime.sources`, frames handed over in Python
+    included, played at ``fps``) as a threaded Source."""
+    return Source(resolve_source(uri, options, fps), config, stream=stream, wake=wake)

@@ -23,7 +23,9 @@ from edgevid.core.meta import ModelMeta
 from edgevid.core.preprocess import prepare_clip, prepare_frame
 from edgevid.core.sampling import uniform_indices
 from edgevid.runtime.backends import Backend, load_backend
-from edgevid.runtime.smoothing import Decision, decide, softmax
+from edgevid.runtime.resolve import resolve_model
+from edgevid.runtime.smoothing import Decision, LabelScore, decide, softmax
+from edgevid.runtime.sources import read_clip
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Prediction:
         return float(np.max(self.probs))
 
     @property
-    def top_k(self) -> list[tuple[str, float]]:
+    def top_k(self) -> list[LabelScore]:
         return self.decide(top_k=5).top_k
 
 
@@ -57,8 +59,6 @@ class Classifier:
         precision: str | None = None,  # OpenVINO inference precision (auto, fp32, bf16, fp16)
     ) -> None:
         if not isinstance(model, Backend):
-            from edgevid.runtime.predict import resolve_model
-
             model = load_backend(resolve_model(model), device, threads, precision)
         self.backend = model
         self.meta: ModelMeta = self.backend.meta
@@ -93,8 +93,6 @@ class Classifier:
         prepared exactly as in training.
         """
         if isinstance(frames, str | os.PathLike):
-            from edgevid.runtime.predict import read_clip
-
             frames = read_clip(frames, self.meta.num_frames)  # (T, H, W, 3)
         frames = np.asarray(frames)
         single = frames.ndim == 4

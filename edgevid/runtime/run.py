@@ -7,7 +7,9 @@
 Everything leaves as it happens: each result is written (and flushed) to ``json_path``
 (a live log; "-" is stdout), published (``publish="mqtt://host/topic"``) and handed to
 ``on_result``; action segments (``segments``) go to ``events_path`` / MQTT /
-``on_segment`` when they open and when they close. The annotated video(s) go to
+``on_segment`` (a callable taking each :class:`~edgevid.runtime.segments.Segment`) when they
+open and when they close. Without the outputs, :func:`edgevid.runtime.stream_events` gives
+the same results and segment events as one iterator. The annotated video(s) go to
 ``output`` (in parts of ``output_segment_s`` seconds if given, each published when
 complete); ``show`` opens a window.
 
@@ -30,7 +32,7 @@ from pathlib import Path
 from edgevid.runtime.health import Monitor
 from edgevid.runtime.outputs import JsonLines, MqttConfig, MqttPublisher, MqttTarget
 from edgevid.runtime.render import Renderer
-from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
+from edgevid.runtime.segments import Segment, SegmentConfig
 from edgevid.runtime.stats import Stats
 from edgevid.runtime.streamer import Result, Streamer
 
@@ -152,14 +154,7 @@ def run_streams(
     ``publish`` are ignored); closed here either way. ``monitor``: status records and lines,
     /metrics and /healthz (:mod:`edgevid.runtime.health`); closed here too."""
     ok, interrupted, renderer = False, False, None
-
-    def segment_config(i: int) -> SegmentConfig:
-        if isinstance(segments, SegmentConfig):
-            return segments
-        return SegmentConfig.for_clip(streamer.window_seconds(i), **(segments or {}))
-
-    lanes = enumerate(streamer.lanes)
-    segmenters = [Segmenter(segment_config(i), i, lane.source.uri) for i, lane in lanes]
+    segmenters = streamer.segmenters(segments)
     try:
         if delivery is None:
             delivery = Delivery(json_path, events_path, publish)
@@ -179,6 +174,8 @@ def run_streams(
         try:
             with _loop_signals():
                 for step in streamer.steps():
+                    for i in step.stilled:  # a still stream's action has ended
+                        emit(segmenters[i].finish())
                     for result in step.results:
                         delivery.result(result)
                         if on_result is not None:

@@ -146,7 +146,9 @@ class Segmenter:
         return events
 
     def finish(self) -> list[Segment]:
-        """The stream ended: close the segment in progress."""
+        """The stream ended (or went still): close the segment in progress, forget a label
+        that had not held long enough to open."""
+        self._candidate = None
         return [self._close()] if self._open is not None else []
 
     def _close(self) -> Segment:

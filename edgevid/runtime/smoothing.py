@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -87,19 +88,30 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+class LabelScore(NamedTuple):
+    """One class of a top-k list: the same shape in Python and in JSON (``{"label", "score"}``);
+    a tuple still, so ``for label, score in result.top_k`` works."""
+
+    label: str  # class name
+    score: float  # its probability
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "score": round(self.score, 5)}
+
+
 @dataclass(frozen=True)
 class Decision:
     label: str  # top label, or "uncertain" when its probability is below the threshold
     score: float  # probability of the top class
-    top_k: list[tuple[str, float]]  # the k most probable classes, best first
+    top_k: list[LabelScore]  # the k most probable classes, best first
 
 
 def decide(
     probs: np.ndarray, labels: Sequence[str], threshold: float = 0.0, top_k: int = 3
 ) -> Decision:
-    """probs (C,) -> label (or "uncertain"), score and the top-k (label, prob) pairs."""
+    """probs (C,) -> label (or "uncertain"), score and the top-k classes."""
     order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
     best = int(order[0])
     score = float(probs[best])
     label = labels[best] if score >= threshold else UNCERTAIN
-    return Decision(label, score, [(labels[int(i)], float(probs[i])) for i in order])
+    return Decision(label, score, [LabelScore(labels[int(i)], float(probs[i])) for i in order])

@@ -7,6 +7,10 @@
     csi://0                             a Jetson CSI camera (nvarguscamerasrc, needs GStreamer)
     "videotestsrc ! videoconvert ! appsink"   any GStreamer pipeline ending in appsink
 
+or frames handed over in Python (:func:`is_frames`): a numpy clip (T, H, W, 3) uint8 RGB, a
+``cv2.VideoCapture`` the caller opened (and releases), or any other iterable or generator of
+(H, W, 3) uint8 RGB frames, pulled one frame at a time as the loop has room for it.
+
 :func:`resolve_source` finds the kind and returns a :class:`SourceSpec` whose ``open()``
 (re)opens the reader; the threaded capture around it is :mod:`edgevid.runtime.capture`.
 Every failure to open is a :class:`SourceError` whose message names the URI.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,9 +28,18 @@ from typing import Protocol
 import numpy as np
 
 from edgevid.core._cv import build_info, cv2
-from edgevid.core.video import DecodeCount, grab_next, open_counted
+from edgevid.core.sampling import uniform_indices
+from edgevid.core.video import (
+    DecodeCount,
+    grab_next,
+    is_video_file,
+    open_counted,
+    probe_video,
+    read_frames,
+)
 from edgevid.errors import EdgevidError, SourceError
 
+FRAMES_FPS = 25.0  # frame rate assumed for frames handed over without fps= (and no own rate)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 
@@ -59,6 +72,7 @@ class SourceSpec:
     kind: str  # registry key: file, folder, camera, network, csi, gstreamer
     live: bool  # camera/stream: frames may be dropped, loss triggers reconnects
     open: Callable[[], FrameReader]  # opens (or re-opens after a loss) the reader
+    reopen: bool = True  # a lost live stream is reopened (False: its end is the end)
 
 
 # --- readers ---------------------------------------------------------------------------------
@@ -108,6 +122,84 @@ class ImageFolderReader:
         self._next = len(self._paths)
 
 
+class FramesReader:
+    """Frames handed over in Python (a numpy clip, a generator), pulled one at a time: the
+    capture thread takes the next only when the loop has room for it. Each must be an
+    (H, W, 3) uint8 RGB array of its own (it waits in the queue as it was given)."""
+
+    def __init__(self, frames: Iterable[np.ndarray], fps: float, uri: str) -> None:
+        self._frames: Iterator[np.ndarray] = iter(frames)
+        self.fps, self._uri, self._index = fps, uri, 0
+
+    def read(self) -> np.ndarray | None:
+        frame = next(self._frames, None)
+        if frame is None:
+            return None
+        if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3
+                and frame.dtype == np.uint8):  # fmt: skip
+            raise SourceError(
+                f"{self._uri}: frame {self._index} is {_describe(frame)}, "
+                "not an (H, W, 3) uint8 RGB array"
+            )
+        self._index += 1
+        return frame
+
+    def release(self) -> None:
+        self._frames = iter(())
+
+
+class CaptureReader(OpenCVReader):
+    """A ``cv2.VideoCapture`` the caller opened: read like any capture, never released here
+    (the caller owns it)."""
+
+    def release(self) -> None:
+        pass
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, np.ndarray):
+        return f"a {x.dtype} array of shape {x.shape}"
+    return f"a {type(x).__name__}"
+
+
+def is_frames(source: object) -> bool:
+    """True for a source handed over as frames rather than named by a URI: a numpy array, a
+    ``cv2.VideoCapture``, or an iterable that is not a str, path, list or tuple (those name
+    one source, or several)."""
+    if isinstance(source, str | bytes | os.PathLike | int | list | tuple):
+        return False
+    return isinstance(source, np.ndarray | cv2.VideoCapture | Iterable)
+
+
+def frames_spec(source: object, fps: float | None = None) -> SourceSpec:
+    """The spec of a source handed over as frames (:func:`is_frames`). A clip must be
+    (T, H, W, 3) uint8 RGB; a capture plays at its own rate unless ``fps`` is given; a
+    capture with no frame count (a camera) is live: frames are dropped if the loop lags."""
+    uri = f"<{type(source).__name__}>"
+    if isinstance(source, cv2.VideoCapture):
+        if not source.isOpened():
+            raise SourceError(f"{uri}: the capture is not open")
+        reader = CaptureReader(source)
+        reader.fps = fps or reader.fps or FRAMES_FPS
+        live = source.get(cv2.CAP_PROP_FRAME_COUNT) <= 0
+
+        def opened() -> FrameReader:
+            return reader
+
+        return SourceSpec(uri, "capture", live, opened, reopen=False)
+    if isinstance(source, np.ndarray) and not (
+        source.ndim == 4 and source.shape[3] == 3 and source.dtype == np.uint8
+    ):
+        raise SourceError(
+            f"{uri}: a clip must be a (T, H, W, 3) uint8 RGB array, got {_describe(source)} "
+            "(frames one by one: pass an iterator of (H, W, 3) arrays)"
+        )
+    frames = source  # a clip, or a generator: read once, from its start
+    return SourceSpec(
+        uri, "frames", False, lambda: FramesReader(frames, fps or FRAMES_FPS, uri), reopen=False
+    )
+
+
 # --- the registry ----------------------------------------------------------------------------
 Opener = Callable[[str, SourceOptions], FrameReader]
 
@@ -134,9 +226,14 @@ def register_source(
 
 
 def resolve_source(
-    uri: str | int | os.PathLike, options: SourceOptions | None = None
+    uri: str | int | os.PathLike | object,
+    options: SourceOptions | None = None,
+    fps: float | None = None,
 ) -> SourceSpec:
-    """Find the kind of ``uri``; nothing is opened yet (``spec.open()`` does that)."""
+    """Find the kind of ``uri``; nothing is opened yet (``spec.open()`` does that). Frames
+    handed over in Python (:func:`is_frames`) play at ``fps``."""
+    if is_frames(uri):
+        return frames_spec(uri, fps)
     uri = os.fspath(uri) if not isinstance(uri, int) else str(uri)
     if not uri.strip():
         raise SourceError("empty source: give a file, a folder, /dev/videoN, rtsp://..., csi://0")
@@ -250,3 +347,22 @@ def _open_file(uri: str, options: SourceOptions) -> FrameReader:
         return OpenCVReader(*open_counted(path))
     except EdgevidError as e:
         raise SourceError(str(e)) from e
+
+
+# --- a trimmed clip from a path ----------------------------------------------------------------
+def read_clip(source: str | os.PathLike, num_frames: int) -> np.ndarray:
+    """``num_frames`` frames spread uniformly over a video file, image folder or any source
+    (decoded to its end) -> (T, H, W, 3) uint8 RGB: how a trimmed clip is evaluated."""
+    if is_video_file(source) and Path(source).is_file():
+        n = probe_video(source).num_frames
+        return read_frames(source, uniform_indices(n, num_frames))
+    reader = open_reader(source)
+    try:
+        frames = []
+        while (frame := reader.read()) is not None:
+            frames.append(frame)
+    finally:
+        reader.release()
+    if not frames:
+        raise SourceError(f"{source}: no frames")
+    return np.stack([frames[i] for i in uniform_indices(len(frames), num_frames)])

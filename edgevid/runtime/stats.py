@@ -2,7 +2,8 @@
 
 Stages: decode (capture thread, per frame), preprocess (resize/crop per buffered frame,
 normalisation per inference), buffer (assembling clips), inference (the backend call,
-per batch). The runtime's own overhead is decode + preprocess + buffer.
+per batch); with motion gating, motion (the detector, per frame). The runtime's own
+overhead is decode + preprocess + buffer.
 For a live source, "decode" includes waiting for the camera's next frame.
 """
 
@@ -26,6 +27,8 @@ class StreamCounts:
     inferences: int = 0  # results produced
     reconnects: int = 0  # times a lost live stream was reopened
     damaged: str | None = None  # a file that decoded short of its declared length: how
+    windows_skipped: int = 0  # due windows the motion gate skipped (nothing moved in them)
+    idle_s: float = 0.0  # seconds of stream the gate kept still (no inference)
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Stats:
             "frames_dropped": sum(s.frames_dropped for s in self.streams),
             "damaged_files": [s.damaged for s in self.streams if s.damaged],
             "inferences": sum(s.inferences for s in self.streams),
+            "windows_skipped": sum(s.windows_skipped for s in self.streams),
+            "idle_s": round(sum(s.idle_s for s in self.streams), 3),
             "fps": round(frames / self.elapsed, 2) if self.elapsed > 0 else 0.0,
             "stages_ms": {k: percentiles(v) for k, v in self.stages.items() if v},
             "stage_totals_s": {k: round(v, 4) for k, v in totals.items()},
@@ -74,6 +79,9 @@ class Stats:
             f"{s['frames_read']} frames read, {s['frames_dropped']} dropped, "
             f"{s['inferences']} inferences in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps)"
         ]
+        if s["windows_skipped"]:
+            lines[0] += f"; motion gate: {s['windows_skipped']} still windows skipped, "
+            lines[0] += f"{s['idle_s']:.1f} s idle"
         for name in (*STAGES, *(k for k in s["stages_ms"] if k not in STAGES)):
             p = s["stages_ms"].get(name)
             if p:
@@ -91,6 +99,7 @@ class Stats:
             lines.append(
                 f"  [{st.uri}] read {st.frames_read}, dropped {st.frames_dropped}, "
                 f"inferences {st.inferences}, reconnects {st.reconnects}"
+                + (f", idle {st.idle_s:.1f} s" if st.windows_skipped else "")
             )
         lines += [f"WARNING: {d}" for d in s["damaged_files"]]
         return "\n".join(lines)

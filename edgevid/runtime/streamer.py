@@ -2,10 +2,20 @@
 
     for result in stream("/dev/video0", "prune4.onnx"):
         print(result.label, result.score)
+    for result in stream(my_frames(), "prune4.onnx", fps=25, keep_frames=True):
+        cv2.imshow("edgevid", result.plot()[..., ::-1])    # RGB -> BGR for OpenCV
+    for event in stream_events("clip.mp4", "prune4.onnx"):   # Result, and Segment events
+        ...
+
+A source is anything :mod:`edgevid.runtime.sources` opens, or frames handed over in Python:
+a numpy clip (T, H, W, 3), a ``cv2.VideoCapture``, an iterable or generator of (H, W, 3)
+uint8 RGB frames; they are pulled as the loop has room for them, never all at once.
 
 Several sources are read side by side; every step takes at most one new frame from each
 (never waiting for a slow camera while a fast one has frames), pushes it into that
 stream's buffer, and runs ONE batched inference for every stream whose turn it is.
+With ``gate="motion"`` a stream's turn is skipped while none of its window's frames moved
+(:mod:`edgevid.runtime.motion`): a still camera costs its decode, not the model.
 """
 
 from __future__ import annotations
@@ -13,21 +23,27 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edgevid.errors import EdgevidError
+from edgevid.errors import EdgevidError, SourceError
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
+from edgevid.runtime.motion import GATES, MotionConfig, MotionGate
 from edgevid.runtime.records import record
-from edgevid.runtime.smoothing import Smoother, decide, make_smoother
-from edgevid.runtime.sources import SourceOptions
+from edgevid.runtime.render import annotate
+from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
+from edgevid.runtime.smoothing import LabelScore, Smoother, decide, make_smoother
+from edgevid.runtime.sources import SourceOptions, is_frames
 from edgevid.runtime.stats import Stats, StreamCounts
 
 WAIT_S = 0.1  # longest idle wait for a frame before the loop checks its sources again
+# one source: a URI, a path, a camera index, or frames handed over in Python (a numpy clip
+# (T, H, W, 3) uint8 RGB, a cv2.VideoCapture, an iterable / generator of (H, W, 3) frames)
+SourceLike = str | os.PathLike | int | np.ndarray | Iterable[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,10 @@ class StreamConfig:
     max_frames: int | None = None  # stop each stream after this many frames (None: its end)
     capture: CaptureConfig = field(default_factory=CaptureConfig)  # queue, realtime, reconnect
     options: SourceOptions = field(default_factory=SourceOptions)  # timeouts, CSI geometry
+    fps: float | None = None  # rate of frames handed over in Python (None: a capture's, else 25)
+    keep_frames: bool = False  # each Result carries its newest frame (orig_img) for plot()
+    gate: str = "none"  # "motion": skip a stream's windows while none of their frames moved
+    motion: MotionConfig = field(default_factory=MotionConfig)  # the gate's detector settings
 
 
 @dataclass
@@ -51,12 +71,20 @@ class Result:
     window_start: float  # time of the oldest frame in the window, same clock
     label: str  # top class, or "uncertain"
     score: float  # its smoothed probability
-    top_k: list[tuple[str, float]]  # best classes, best first
+    top_k: list[LabelScore]  # best classes, best first
     latency_ms: dict[str, float]  # decode / preprocess / inference / total for this window
     probs: np.ndarray = field(repr=False)  # (C,) smoothed probabilities
     model: str = ""  # the model's file (or folder) name
     time: float = 0.0  # wall-clock time the result was produced (Unix seconds)
+    orig_img: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) RGB: keep_frames
     clock: float | None = None  # live sources: Unix time of stream time 0 (None for files)
+
+    def plot(self) -> np.ndarray:
+        """A copy of the frame with this result drawn on it as ``edgevid run --output`` draws
+        it (label, score, score bar) -> (H, W, 3) uint8 RGB. Needs ``keep_frames=True``."""
+        if self.orig_img is None:
+            raise EdgevidError("Result.plot() needs the frame: stream(..., keep_frames=True)")
+        return annotate(self.orig_img, self.label, self.score)
 
     @property
     def window_centre(self) -> float:
@@ -74,7 +102,7 @@ class Result:
             "window_start": round(self.window_start, 4),
             "label": self.label,
             "score": round(self.score, 5),
-            "top_k": [{"label": lab, "score": round(p, 5)} for lab, p in self.top_k],
+            "top_k": [c.to_json() for c in self.top_k],
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
         })  # fmt: skip
 
@@ -83,6 +111,7 @@ class Result:
 class Step:
     frames: list[Frame]  # the frames read this step (at most one per stream)
     results: list[Result]  # the inferences this step produced (possibly none)
+    stilled: list[int] = field(default_factory=list)  # streams whose motion gate closed now
 
 
 @dataclass
@@ -99,6 +128,8 @@ class _Lane:
     newest: Frame | None = None  # last frame taken from the source
     prep_s: float = 0.0  # preprocessing time of the newest buffered frame
     fresh: bool = False  # a frame entered the buffer since the last inference
+    gate: MotionGate | None = None  # motion gating (None: every due window is classified)
+    still: bool = False  # the gate skipped this stream's latest due window
     clock: float | None = None  # live: Unix time of stream time 0, fixed at the first frame
 
     @property
@@ -119,7 +150,7 @@ class Streamer:
 
     def __init__(
         self,
-        sources: str | os.PathLike | int | Sequence[str | os.PathLike | int],
+        sources: SourceLike | Sequence[SourceLike],
         model: str | os.PathLike | Classifier,
         config: StreamConfig | None = None,
         **overrides,
@@ -127,8 +158,16 @@ class Streamer:
         self.config = replace(config or StreamConfig(), **overrides)
         if self.config.every < 1 or (self.config.stride or 1) < 1:
             raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
+        if self.config.gate not in GATES:
+            raise EdgevidError(f"unknown gate {self.config.gate!r}; choose from {', '.join(GATES)}")
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
-        uris = [sources] if isinstance(sources, str | os.PathLike | int) else list(sources)
+        one = isinstance(sources, str | os.PathLike | int) or is_frames(sources)
+        if not (one or isinstance(sources, list | tuple)):
+            raise SourceError(
+                f"a {type(sources).__name__} is not a video source: give a path, URI or camera "
+                "index, a numpy clip, an iterable of frames, a cv2.VideoCapture, or a list of them"
+            )
+        uris = [sources] if one else list(sources)  # a list or tuple: several sources
         self.stats = Stats()
         self._backend_timed = False  # the backend's timings() merged into stats
         self._wake = threading.Event()  # set by any capture thread with a new frame
@@ -142,29 +181,55 @@ class Streamer:
 
     def _lane(self, i: int, uri) -> _Lane:
         cfg, meta = self.config, self.classifier.meta
-        src = open_source(uri, cfg.capture, cfg.options, stream=i, wake=self._wake)
+        src = open_source(uri, cfg.capture, cfg.options, stream=i, wake=self._wake, fps=cfg.fps)
         stride = cfg.stride or meta.sampling.stream_stride(src.fps)
         counts = StreamCounts(src.uri)
         self.stats.streams.append(counts)
         buffer = ClipBuffer(meta.num_frames, meta.image_size, stride)
-        return _Lane(src, buffer, make_smoother(cfg.smooth), counts)
+        gate = MotionGate(meta.num_frames * stride, cfg.motion) if cfg.gate == "motion" else None
+        return _Lane(src, buffer, make_smoother(cfg.smooth), counts, gate=gate)
 
     def window_seconds(self, stream: int) -> float:
         """Seconds of video one window of ``stream`` spans (T frames at its stride)."""
         lane = self.lanes[stream]
         return lane.buffer.num_frames * lane.buffer.stride / (lane.source.fps or 25.0)
 
+    def segmenters(self, segments: SegmentConfig | dict | None = None) -> list[Segmenter]:
+        """One Segmenter per stream: with ``segments`` for all, or the defaults scaled to
+        each stream's window (:meth:`SegmentConfig.for_clip`; a dict: overrides of them)."""
+
+        def config(i: int) -> SegmentConfig:
+            if isinstance(segments, SegmentConfig):
+                return segments
+            return SegmentConfig.for_clip(self.window_seconds(i), **(segments or {}))
+
+        return [Segmenter(config(i), i, lane.source.uri) for i, lane in enumerate(self.lanes)]
+
     # --- the loop ---------------------------------------------------------------------------
+    def events(self, segments: SegmentConfig | dict | None = None) -> Iterator[Result | Segment]:
+        """Run the loop; yield each Result, then the Segment events it caused, and at the
+        end the closing of the segments still open (see :func:`stream_events`)."""
+        segmenters, labels = self.segmenters(segments), self.classifier.labels
+        for step in self.steps():
+            for i in step.stilled:  # gate="motion": the stream went still, its action ended
+                yield from segmenters[i].finish()
+            for r in step.results:
+                yield r
+                yield from segmenters[r.stream].update(r.window_centre, r.probs, labels, r.clock)
+        for segmenter in segmenters:
+            yield from segmenter.finish()
+
     def steps(self) -> Iterator[Step]:
         with self:
             while any(lane.active for lane in self.lanes):
                 frames = self._read()
-                due = [lane for frame in frames if (lane := self._push(frame))]
+                pushed = [(frame.stream, self._push(frame)) for frame in frames]
+                due = [lane for _, lane in pushed if isinstance(lane, _Lane)]
                 results = self._classify(due) if due else []
                 short = [lane for lane in self.lanes if lane.ended_short]
                 if short:  # files shorter than one window still get their one result
                     results += self._classify(short, padded=True)
-                yield Step(frames, results)
+                yield Step(frames, results, [i for i, lane in pushed if lane is _STILLED])
             self.stats.stop()
 
     def _read(self) -> list[Frame]:
@@ -182,28 +247,53 @@ class Streamer:
                 return frames
             self._wake.wait(WAIT_S)
 
-    def _push(self, frame: Frame) -> _Lane | None:
-        """Buffer ``frame``; return its lane if an inference is due now."""
+    def _push(self, frame: Frame) -> _Lane | object | None:
+        """Buffer ``frame``; return its lane if an inference is due now, ``_STILLED`` if its
+        motion gate closed now (the stream went still)."""
         lane = self.lanes[frame.stream]
         lane.counts.frames_read += 1
         self.stats.add("decode", frame.decode_s)
         t0 = time.perf_counter()
-        if lane.buffer.push(frame.index, frame.image):
-            lane.prep_s = time.perf_counter() - t0
-            self.stats.add("preprocess", lane.prep_s)
+        eager = lane.gate is None  # gated: prepared when a window is classified, if ever
+        if lane.buffer.push(frame.index, frame.image, prepare=eager):
+            if eager:
+                lane.prep_s = time.perf_counter() - t0
+                self.stats.add("preprocess", lane.prep_s)
             lane.fresh = True
         max_frames = self.config.max_frames
         lane.finished = max_frames is not None and frame.index + 1 >= max_frames
+        if lane.gate is not None:
+            self._observe(lane, frame)
         lane.newest = frame
         if lane.clock is None and lane.source.live:  # frame.timestamp + clock = wall clock
             lane.clock = time.time() - (time.perf_counter() - frame.captured_at) - frame.timestamp
         if lane.buffer.full and lane.fresh and frame.index >= lane.next_due:
             lane.next_due, lane.fresh = frame.index + self.config.every, False
-            return lane
+            if lane.gate is None or lane.gate.moving(frame.index):
+                lane.still = False
+                return lane
+            lane.counts.windows_skipped += 1
+            if not lane.still:  # stale evidence: the next moving window starts afresh
+                lane.still = True
+                lane.smoother.reset()
+                return _STILLED
         return None
+
+    def _observe(self, lane: _Lane, frame: Frame) -> None:
+        """Run the motion detector on ``frame``; count the time a still stream idles."""
+        t0 = time.perf_counter()
+        lane.gate.observe(frame.index, frame.image)  # type: ignore[union-attr]
+        self.stats.add("motion", time.perf_counter() - t0)
+        if lane.still and lane.newest is not None:
+            lane.counts.idle_s += max(0.0, frame.timestamp - lane.newest.timestamp)
 
     def _classify(self, due: list[_Lane], padded: bool = False) -> list[Result]:
         """One batched inference for every due stream."""
+        for lane in due:  # frames a motion-gated buffer holds unprepared
+            t0 = time.perf_counter()
+            if lane.buffer.prepare_pending():
+                lane.prep_s = time.perf_counter() - t0
+                self.stats.add("preprocess", lane.prep_s)
         t0 = time.perf_counter()
         take = (lambda b: b.padded_clip()) if padded else (lambda b: b.clip())
         clips = np.stack([take(lane.buffer) for lane in due])  # (B, T, S, S, 3) uint8
@@ -235,7 +325,7 @@ class Streamer:
         lane.latest = Result(
             frame.stream, lane.source.uri, frame.index, frame.timestamp, start,
             d.label, d.score, d.top_k, ms, smoothed, self.classifier.name, time.time(),
-            lane.clock,
+            frame.image if cfg.keep_frames else None, lane.clock,
         )  # fmt: skip
         return lane.latest
 
@@ -263,12 +353,32 @@ class Streamer:
             self.stats.stop()
 
 
+_STILLED = object()  # _push's answer when a stream's motion gate closes
+
+
 def stream(
-    sources: str | os.PathLike | int | Sequence[str | os.PathLike | int],
+    sources: SourceLike | Sequence[SourceLike],
     model: str | os.PathLike | Classifier,
     config: StreamConfig | None = None,
     **overrides,
 ) -> Iterator[Result]:
-    """Classify one or more live or file sources; yields a Result per inference."""
+    """Classify one or more sources (a list or tuple: several); yields a Result per
+    inference, as it happens. ``overrides``: fields of :class:`StreamConfig` (``every``,
+    ``fps``, ``keep_frames``, ...)."""
     for step in Streamer(sources, model, config, **overrides).steps():
         yield from step.results
+
+
+def stream_events(
+    sources: SourceLike | Sequence[SourceLike],
+    model: str | os.PathLike | Classifier,
+    config: StreamConfig | None = None,
+    *,
+    segments: SegmentConfig | dict | None = None,
+    **overrides,
+) -> Iterator[Result | Segment]:
+    """:func:`stream` with the action segments, live: yields each Result, then the Segment
+    events it caused (``state`` "open" when a segment starts, "closed" when it ends), and
+    at the end of the streams the closing of the segments still open. ``segments``: as
+    :meth:`Streamer.segmenters`."""
+    return Streamer(sources, model, config, **overrides).events(segments)

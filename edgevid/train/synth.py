@@ -44,15 +44,14 @@ class SynthConfig:
     min_frames: int = 18  # clip length range, in frames
     max_frames: int = 30
     # Clips sharing one scene (background, shape, colour), like a UCF101 group. 1 by default:
-    # with shared scenes a small model memorises scene -> class instead of learning motion
-    # (measured: a 4-layer tiny TimeSformer, 600 train clips, 30 epochs: 31% test with 2
-    # clips per scene, 66% with 1).
+    # with shared scenes a small model memorises scene -> class instead of learning motion.
     clips_per_group: int = 1
     noise: float = 6.0  # std of per-frame pixel noise (camera noise), 0..255 scale
     # Share of clips cut out of a longer action (render_action: back-to-back clips, each
     # redrawing the actor, as an --untrimmed video shows them), so most of them hold a cut.
     # 0 by default; a model trained with 0 has never seen a cut and misreads the windows of
-    # an untrimmed video that hold one (benchmarks/bench_segments.py: 63% vs 96% without).
+    # an untrimmed video that hold one (benchmarks/results/bench_segments.json:
+    # pooled.window_acc_across vs window_acc_inside).
     cut_share: float = 0.0
 
 
@@ -126,6 +125,14 @@ def render_action(
         parts.append(render_clip(motion, n, rng, cfg, scene))
         total += n
     return np.concatenate(parts)[start : start + num_frames]
+
+
+def render_still(
+    num_frames: int, rng: np.random.Generator, cfg: SynthConfig, scene: _Scene
+) -> np.ndarray:
+    """``num_frames`` frames of the scene with no actor, only camera noise: (n, H, W, 3)."""
+    noise = rng.normal(0, cfg.noise, (num_frames, *scene.background.shape))
+    return np.clip(scene.background[None] + noise, 0, 255).astype(np.uint8)
 
 
 def make_synthetic_dataset(
@@ -214,12 +221,15 @@ def make_untrimmed_video(
     seed: int = 0,
     config: SynthConfig | None = None,
     motions: tuple[str, ...] | None = None,
+    gap_s: tuple[float, float] = (0.0, 0.0),
 ) -> list[TrueSegment]:
     """An untrimmed video with known action boundaries: ``segments`` actions of the first
     ``classes`` motions (or of ``motions``) back to back (consecutive ones differ), each
     ``segment_s`` seconds long and made of training-length clips of its motion
-    (:func:`render_action`), over one scene (one camera). Writes ``out`` (.mp4) and the
-    ground truth beside it (``out`` with .json: fps, frames, segments); returns the segments."""
+    (:func:`render_action`), over one scene (one camera). ``gap_s``: a still scene (the
+    background alone, with its camera noise) of that many seconds between two actions, as
+    a camera sees most of the time. Writes ``out`` (.mp4) and the ground truth beside it
+    (``out`` with .json: fps, frames, segments); returns the segments."""
     from edgevid._atomic import write_json
 
     cfg = config or SynthConfig()
@@ -231,7 +241,11 @@ def make_untrimmed_video(
     parts: list[np.ndarray] = []  # (n, H, W, 3) clips in order
     truth: list[TrueSegment] = []
     frame, previous = 0, -1
-    for _ in range(segments):
+    for i in range(segments):
+        gap = round(rng.uniform(*gap_s) * cfg.fps) if i and max(gap_s) > 0 else 0
+        if gap:
+            parts.append(render_still(gap, rng, cfg, scene))
+            frame += gap
         choices = [c for c in range(len(names)) if c != previous]
         k = int(choices[int(rng.integers(len(choices)))])
         previous, motion = k, names[k]

@@ -1,4 +1,5 @@
-"""Inference backends behind one interface, chosen from the model file's extension.
+"""Inference backends behind one interface, chosen from the model file's extension (the
+format table, :mod:`edgevid.core.formats`).
 
 .onnx            ONNX Runtime (TensorRT / CUDA / CPU execution providers, best first), or
                  OpenVINO (--device openvino); --device auto on a CPU-only machine takes
@@ -19,18 +20,11 @@ import os
 import sys
 from pathlib import Path
 
+from edgevid.core.formats import format_of, is_format
 from edgevid.core.precision import OPENVINO_CHOICES as PRECISIONS
 from edgevid.errors import ModelError
-from edgevid.runtime.backends.base import Backend
+from edgevid.runtime.backends.base import Backend, open_backend, precision_hint
 
-# extension -> module defining a Backend subclass named BACKEND (imported on demand:
-# the TensorRT module is never imported on a machine that only runs ONNX)
-_BY_EXTENSION = {
-    ".onnx": "edgevid.runtime.backends.onnxruntime",
-    ".engine": "edgevid.runtime.backends.tensorrt",
-    ".plan": "edgevid.runtime.backends.tensorrt",
-    ".xml": "edgevid.runtime.backends.openvino",
-}
 # devices that name a backend of their own, whatever the extension's default
 _BY_DEVICE = {"openvino": "edgevid.runtime.backends.openvino"}
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
@@ -56,13 +50,8 @@ def backend_class(path: str | os.PathLike) -> type[Backend]:
                 f"{', '.join(s + '://' for s in sorted(_BY_SCHEME))}"
             )
         return importlib.import_module(_BY_SCHEME[scheme]).BACKEND
-    ext = Path(path).suffix.lower()
-    if ext not in _BY_EXTENSION:
-        raise ModelError(
-            f"{path}: unknown model format {ext or '(no extension)'!r}; "
-            f"edgevid runs {', '.join(sorted(_BY_EXTENSION))}"
-        )
-    return importlib.import_module(_BY_EXTENSION[ext]).BACKEND
+    # the format's module is imported on demand: never TensorRT on a machine that runs ONNX
+    return importlib.import_module(format_of(path).backend).BACKEND
 
 
 def load_backend(
@@ -88,7 +77,7 @@ def load_backend(
         raise ModelError(f"{path}: model file not found")
     if precision not in (None, *PRECISIONS):
         raise ModelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if path.suffix.lower() == ".onnx" and device in ("auto", "tensorrt", "cuda"):
+    if is_format(path, "onnx") and device in ("auto", "tensorrt", "cuda"):
         from edgevid.runtime.backends.onnx_engine import engine_backend
 
         engine = engine_backend(path, device, precision, log=_stderr_line)
@@ -100,36 +89,22 @@ def load_backend(
     module = _BY_DEVICE.get(device)
     if module is None:
         module = backend_class(path).__module__
-    if device == "auto" and not hinted and path.suffix.lower() in (".onnx", ".xml"):
+    if device == "auto" and not hinted and not is_format(path, "tensorrt"):
         from edgevid.runtime.backends.choice import choose_cpu_backend
 
         choice, backend = choose_cpu_backend(path, threads)
         backend.selection = choice.note()
         return backend
     if module.endswith(".openvino"):
-        return _open(module, path, device, threads, **_hint(precision))
+        return open_backend(module, path, device, threads, **precision_hint(precision))
     if hinted:
         raise ModelError(f"--precision {precision} is an OpenVINO setting: use --device openvino")
-    return _open(module, path, device, threads)
-
-
-def _hint(precision: str | None) -> dict:
-    return {} if precision is None else {"precision": precision}
+    return open_backend(module, path, device, threads)
 
 
 def _stderr_line(line: str) -> None:
     """Progress of a long first-use step (an engine build), one line at a time."""
     print(line, file=sys.stderr, flush=True)
-
-
-def _open(module: str, path: Path, device: str, threads: int | None, **options) -> Backend:
-    return importlib.import_module(module).BACKEND(path, device=device, threads=threads, **options)
-
-
-def open_candidate(path: Path, module: str, precision: str | None, threads: int | None) -> Backend:
-    """One CPU candidate of ``--device auto`` (a ``choice.CANDIDATES`` entry), opened as the
-    choice opens it."""
-    return _open(module, path, "auto", threads, **_hint(precision))
 
 
 __all__ = ["Backend", "DEVICES", "PRECISIONS", "backend_class", "load_backend", "uri_scheme"]

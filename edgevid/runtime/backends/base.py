@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import importlib
 import os
 from pathlib import Path
 
@@ -50,3 +51,19 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def precision_hint(precision: str | None) -> dict:
+    """The keyword an OpenVINO backend takes for ``precision`` (none when not given)."""
+    return {} if precision is None else {"precision": precision}
+
+
+def open_backend(module: str, path: Path, device: str, threads: int | None, **options) -> Backend:
+    """The BACKEND class of ``module`` (imported now, on demand) opened on ``path``."""
+    return importlib.import_module(module).BACKEND(path, device=device, threads=threads, **options)
+
+
+def open_candidate(path: Path, module: str, precision: str | None, threads: int | None) -> Backend:
+    """One CPU candidate of ``--device auto`` (a ``choice.CANDIDATES`` entry), opened as the
+    choice opens it."""
+    return open_backend(module, path, "auto", threads, **precision_hint(precision))

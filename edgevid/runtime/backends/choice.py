@@ -42,11 +42,10 @@ import numpy as np
 
 from edgevid._atomic import write_json
 from edgevid.core.artifact import read_meta
+from edgevid.core.formats import auto_choice_path, is_format
 from edgevid.errors import MetadataError, ModelError
-from edgevid.runtime.backends import open_candidate
-from edgevid.runtime.backends.base import Backend
+from edgevid.runtime.backends.base import Backend, open_candidate
 
-CACHE_SUFFIX = ".backend.json"  # <model>.backend.json beside the model
 RUNS = 3  # timed runs per candidate at least (after one warm-up)
 MIN_TIMING_S = 0.5  # ... and more runs, up to MAX_RUNS, until this much time was spent
 MAX_RUNS = 50
@@ -77,7 +76,7 @@ class Choice:
 
 
 def cache_path(model: str | os.PathLike) -> Path:
-    return Path(model).with_suffix(CACHE_SUFFIX)
+    return auto_choice_path(model)  # <model>.backend.json beside the model
 
 
 def _cpu_name() -> str:
@@ -182,7 +181,7 @@ def choose_cpu_backend(model: str | os.PathLike, threads: int | None) -> tuple[C
     def load(name: str) -> Backend:
         return open_candidate(model, *CANDIDATES[name], threads)
 
-    ir = model.suffix.lower() == ".xml"  # OpenVINO IR: only OpenVINO's precisions compete
+    ir = is_format(model, "openvino")  # OpenVINO IR: only OpenVINO's precisions compete
     forced = os.environ.get(ENV, "auto").strip().lower()
     if ir and forced == "onnxruntime":
         forced = "openvino"  # an IR has one engine: its default precision

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,8 +11,11 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from edgevid.core.artifact import check_io, read_meta, sidecar_path
-from edgevid.errors import ModelError
+from edgevid.core.artifact import check_io, expected_input_shape, read_meta, sidecar_path
+from edgevid.core.meta import ModelMeta
+from edgevid.core.precision import PRECISIONS
+from edgevid.errors import EdgevidError, ModelError
+from edgevid.runtime.backends import engine_cache
 from edgevid.runtime.backends.base import Backend
 
 # device -> providers to try, best first (only those this onnxruntime build has are used)
@@ -23,6 +25,8 @@ PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "cpu": ("CPUExecutionProvider",),
 }
+ORT_TRT_DIRNAME = "onnxruntime-trt"  # the TensorRT EP's engines, inside edgevid's engine cache
+TRT_EP_MAX_BATCH = 8  # the TensorRT EP profile's MAX batch: more clips at once are split
 _LOAD_ERRORS = (
     ort_state.Fail,
     ort_state.InvalidArgument,
@@ -34,23 +38,70 @@ _LOAD_ERRORS = (
 )
 
 
-def select_providers(device: str, path: Path, fp16: bool = False) -> list:
-    """The execution providers for ``device`` this build has, with their options."""
+def trt_ep_options(meta: ModelMeta | None, cache: Path) -> dict[str, object]:
+    """ONNX Runtime's TensorRT EP options for a graph with metadata ``meta``: engines and the
+    timing cache kept in ``cache`` (edgevid's engine cache: ``EDGEVID_ENGINE_CACHE``, beside
+    the model, or the user's cache folder for a read-only one); FP16 / INT8 kernels as the
+    precision table's row for the graph asks the TensorRT builder (``trt_flags``: an
+    int8-static Q/DQ graph needs INT8);
+    one optimisation profile over the batch, 1 : 1 : TRT_EP_MAX_BATCH clips, so a new camera
+    count never rebuilds an engine. Without metadata, the EP's own defaults."""
+    options: dict[str, object] = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache),
+    }
+    if meta is None:
+        return options
+    flags = PRECISIONS[meta.precision].trt_flags
+    name, shape = expected_input_shape(meta)
+    dims = "x".join(map(str, shape))
+    options |= {
+        "trt_fp16_enable": "FP16" in flags,
+        "trt_int8_enable": "INT8" in flags,
+        "trt_profile_min_shapes": f"{name}:1x{dims}",
+        "trt_profile_opt_shapes": f"{name}:1x{dims}",
+        "trt_profile_max_shapes": f"{name}:{TRT_EP_MAX_BATCH}x{dims}",
+    }
+    return options
+
+
+def cpu_graph(meta: ModelMeta | None) -> bool:
+    """A graph made for CPU engines (a precision row with fusions: contrib ops, no TensorRT)."""
+    return meta is not None and bool(PRECISIONS[meta.precision].fusions)
+
+
+def select_providers(
+    device: str, path: Path, meta: ModelMeta | None = None, cache: Path | None = None
+) -> list:
+    """The execution providers for ``device`` this build has, with their options. A CPU
+    graph (``cpu_graph``) runs on the CPU provider whatever ``auto`` could reach."""
     available = set(ort.get_available_providers())
-    chosen = [p for p in PROVIDERS[device] if p in available]
+    wanted = PROVIDERS[device]
+    if cpu_graph(meta) and device == "auto":
+        wanted = PROVIDERS["cpu"]
+    chosen = [p for p in wanted if p in available]
+    if cpu_graph(meta) and device in ("cuda", "tensorrt"):
+        raise ModelError(
+            f"{path}: a {meta.precision} graph is made for CPU engines; run it with --device "
+            "cpu or auto, or export int8-static / fp16 for the GPU"
+        )
     if device in ("cuda", "tensorrt") and chosen[0] != PROVIDERS[device][0]:
         raise ModelError(
             f"--device {device}: this onnxruntime has no {PROVIDERS[device][0]} "
             f"(has {', '.join(sorted(available))}); install onnxruntime-gpu"
         )
-    options = {  # TensorRT EP: cache built engines beside the model, FP16 for FP16 graphs
-        "TensorrtExecutionProvider": {
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(path.parent / ".trt-cache"),
-            "trt_fp16_enable": fp16,
-        }
-    }
+    if "TensorrtExecutionProvider" not in chosen:
+        return chosen
+    cache = cache or engine_cache.cache_dir(path, _stderr) / ORT_TRT_DIRNAME
+    cache.mkdir(parents=True, exist_ok=True)
+    options = {"TensorrtExecutionProvider": trt_ep_options(meta, cache)}
     return [(p, options[p]) if p in options else p for p in chosen]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -62,22 +113,19 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only
         # No buffer reuse across tensors: ORT's reuse plan chains buffers so that one run
-        # holds ~4x its live activations (prune8 FP32 at 224: 250 MB where 60 MB are ever
-        # live at once). Without it the arena only grows to the real live set, and runs are
-        # faster. Measured on 2 CPU cores, prune8: FP32 0.51 s / 389 MB peak vs 0.61 s /
-        # 539 MB with reuse; INT8 static 0.19 s / 283 MB vs 0.33 s / 394 MB.
+        # holds several times its live activations. Without it the arena only grows to the
+        # real live set (the peaks it gives: benchmarks/results/bench_runtime*.json,
+        # peak_rss_mb; the comparison with reuse on is not kept in a benchmark).
         so.enable_mem_reuse = False
         # Idle ORT threads sleep instead of spinning: on a small CPU the spinning steals the
-        # cores the capture thread decodes on (prune8 INT8 dynamic, 2 cores: runtime
-        # overhead 12.6% -> 9.1% of inference, inference itself 157 -> 150 ms).
+        # cores the capture thread decodes on (the overhead share it gives:
+        # benchmarks/results/bench_runtime*.json, overhead_ratio).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             so.intra_op_num_threads = threads
-        sidecar = _peek_precision(self.path)
+        providers = select_providers(device, self.path, _peek_meta(self.path))
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), so, providers=select_providers(device, self.path, sidecar == "fp16")
-            )
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         except _LOAD_ERRORS as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: not a valid ONNX model ({first[:200]})") from e
@@ -92,6 +140,8 @@ class OnnxRuntimeBackend(Backend):
         batch = inp.shape[0]
         self.max_batch = batch if isinstance(batch, int) and batch > 0 else None
         self.providers = self.session.get_providers()
+        if self.providers[0] == "TensorrtExecutionProvider" and self.max_batch is None:
+            self.max_batch = TRT_EP_MAX_BATCH  # the profile's MAX: larger batches are split
         self.name = f"onnxruntime[{self.providers[0]}]"
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -127,15 +177,15 @@ def _trim_heap() -> None:
         _MALLOC_TRIM(0)
 
 
-def _peek_precision(path: Path) -> str | None:
-    """Precision from the sidecar if there is one (decides TensorRT EP FP16 before loading)."""
-    side = sidecar_path(path)
-    if not side.is_file():
+def _peek_meta(path: Path) -> ModelMeta | None:
+    """The sidecar's metadata if there is a readable one: it decides the providers and their
+    options before the session exists (the graph's own copy is read once it does)."""
+    if not sidecar_path(path).is_file():
         return None
     try:
-        return json.loads(side.read_text(encoding="utf-8")).get("precision")
-    except (json.JSONDecodeError, AttributeError, OSError):
-        return None
+        return read_meta(path)
+    except EdgevidError:
+        return None  # the session's embedded metadata decides, and names what is wrong
 
 
 BACKEND = OnnxRuntimeBackend

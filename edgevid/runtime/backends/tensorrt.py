@@ -2,7 +2,10 @@
 
 Metadata comes from the sidecar ``<engine>.json`` written with the engine. Buffers are
 allocated once for the largest batch of optimisation profile 0: pinned (page-locked) host
-memory and device memory per I/O tensor; one inference is
+memory and device memory for every I/O tensor, each given its address (a failed load frees
+what it allocated). The batch range is the profile's, never the input shape's (-1 when
+dynamic): fewer clips than MIN are padded, more than MAX split (``trt_plan.chunks``), and
+``set_input_shape`` is checked. One inference is
 
     host input -> device (async) ; execute_async_v3(stream) ; device -> host (async) ; sync
 
@@ -17,9 +20,10 @@ import os
 
 import numpy as np
 
-from edgevid.core.artifact import check_io, read_meta
+from edgevid.core.artifact import OUTPUT_NAME, check_io, read_meta
 from edgevid.errors import MissingDependencyError, ModelError, require
 from edgevid.runtime.backends.base import Backend
+from edgevid.runtime.backends.trt_plan import run_in_chunks
 
 
 def io_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -50,16 +54,10 @@ def numpy_dtype(trt, dtype) -> np.dtype:
         ) from None
 
 
-def pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
-    """``x`` (b, ...) padded with zeros to ``batch`` rows, for an engine with a static batch
-    (DLA); the extra rows' outputs are dropped."""
-    if len(x) == batch:
-        return x
-    return np.concatenate([x, np.zeros((batch - len(x), *x.shape[1:]), x.dtype)])
-
-
 class _CudaPython:
     """Pinned host + device buffers and a stream through cuda-python's runtime API."""
+
+    package = "cuda-python"
 
     def __init__(self) -> None:
         try:
@@ -80,8 +78,12 @@ class _CudaPython:
         return host_array(int(ptr), shape, dtype)
 
     def gpu_name(self) -> str:
-        device = self._call(self.rt.cudaGetDevice())
-        return error_text(self._call(self.rt.cudaGetDeviceProperties(device)).name).rstrip("\x00")
+        return self.properties()[0]
+
+    def properties(self) -> tuple[str, tuple[int, int], int]:
+        prop = self._call(self.rt.cudaGetDeviceProperties(self._call(self.rt.cudaGetDevice())))
+        name = error_text(prop.name).rstrip("\x00")
+        return name, (int(prop.major), int(prop.minor)), int(prop.multiProcessorCount)
 
     def device(self, nbytes: int) -> int:
         return int(self._call(self.rt.cudaMalloc(nbytes)))
@@ -101,16 +103,22 @@ class _CudaPython:
     def handle(self) -> int:
         return int(self.stream)
 
-    def free(self, host: list[np.ndarray], device: list[int]) -> None:
+    def release(self, host: list[np.ndarray], device: list[int]) -> None:
+        """Free these buffers (the stream stays)."""
         for h in host:
             self.rt.cudaFreeHost(h.ctypes.data)
         for d in device:
             self.rt.cudaFree(d)
+
+    def close(self) -> None:
+        """Destroy the stream: the layer is done."""
         self.rt.cudaStreamDestroy(self.stream)
 
 
 class _PyCuda:
-    """The same five operations through pycuda (fallback when cuda-python is missing)."""
+    """The same operations through pycuda (when cuda-python is missing or cannot start)."""
+
+    package = "pycuda"
 
     def __init__(self) -> None:
         import pycuda.autoinit  # noqa: F401  (creates the context)
@@ -139,31 +147,51 @@ class _PyCuda:
     def handle(self) -> int:
         return self.stream.handle
 
-    def free(self, host: list[np.ndarray], device: list[int]) -> None:
+    def release(self, host: list[np.ndarray], device: list[int]) -> None:
+        for d in device:  # pinned host arrays are freed with their last reference
+            self._alloc.pop(d).free()
+
+    def close(self) -> None:
         self._alloc.clear()
 
     def gpu_name(self) -> str:
         return self.cuda.Context.get_device().name()
 
+    def properties(self) -> tuple[str, tuple[int, int], int]:
+        device = self.cuda.Context.get_device()
+        sms = device.get_attribute(self.cuda.device_attribute.MULTIPROCESSOR_COUNT)
+        return device.name(), tuple(device.compute_capability()), int(sms)
 
-def gpu_name() -> str:
-    """The current CUDA device's name (raises when there is no GPU or no CUDA library)."""
+
+def device_properties() -> tuple[str, tuple[int, int], int]:
+    """The current CUDA device's (name, compute capability, multiprocessor count); raises
+    when there is no GPU or no CUDA library."""
     cuda = _cuda()
     try:
-        return cuda.gpu_name()
+        return cuda.properties()
     finally:
-        cuda.free([], [])
+        cuda.close()
 
 
 def _cuda():
-    try:
-        return _CudaPython()
-    except ImportError:
-        pass
-    try:
-        return _PyCuda()
-    except ImportError:
-        raise MissingDependencyError("cuda-python", "trt", "TensorRT engines") from None
+    """The first CUDA layer that starts: cuda-python, else pycuda. A cuda-python that is
+    installed but cannot start (built for a newer CUDA than the driver: cuda-python 12 on
+    JetPack 5's CUDA 11.4) falls back to pycuda like a missing one; where neither starts, one
+    line says why for each, never a silent run elsewhere."""
+    problems: dict[str, str] = {}
+    for layer in (_CudaPython, _PyCuda):
+        try:
+            return layer()
+        except ImportError:
+            problems[layer.package] = "not installed"
+        except Exception as e:  # noqa: BLE001 - any failure of a third-party layer's start
+            text = str(e).strip().splitlines()
+            problems[layer.package] = (text[0] if text else type(e).__name__)[:200]
+    if set(problems.values()) == {"not installed"}:
+        raise MissingDependencyError("cuda-python", "trt", "TensorRT engines")
+    why = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+    raise ModelError(f"no CUDA layer starts here ({why}): a TensorRT engine needs an NVIDIA "
+                     "GPU and a cuda-python release for this driver's CUDA")  # fmt: skip
 
 
 class TensorRTBackend(Backend):
@@ -176,6 +204,15 @@ class TensorRTBackend(Backend):
         trt = require("tensorrt", "trt", "TensorRT engines")
         self.meta = read_meta(self.path)  # engines carry no metadata: the sidecar
         self.cuda = _cuda()
+        self._host: dict[str, np.ndarray] = {}  # pinned host buffer per I/O tensor
+        self._device: dict[str, int] = {}  # device address per I/O tensor
+        try:  # a failure after the first allocation frees what was allocated
+            self._open(trt)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, trt) -> None:
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -191,51 +228,53 @@ class TensorRTBackend(Backend):
         outputs = [n for n in names if not is_input[n]]
         if len(inputs) != 1 or not outputs:
             raise ModelError(f"{self.path}: expected one input and a logits output")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_name = inputs[0]
+        self.output_name = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
         in_shape = tuple(self.engine.get_tensor_shape(self.input_name))
-        check_io(
-            self.path,
-            self.meta,
-            self.input_name,
-            in_shape,
-            tuple(self.engine.get_tensor_shape(self.output_name)),
-        )
-        self.static_batch = in_shape[0] != -1  # DLA engines: one batch size, padded to
-        if self.static_batch:
-            self.max_batch = int(in_shape[0])
-        else:  # dynamic batch: allocate for the profile's largest
-            self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
-        self._max_in = (self.max_batch, *in_shape[1:])
-        self._max_out = (self.max_batch, self.meta.num_classes)
-        self.input_dtype = numpy_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
-        out_dtype = numpy_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
-        self._host_in = self.cuda.pinned(self._max_in, self.input_dtype)
-        self._host_out = self.cuda.pinned(self._max_out, out_dtype)
-        self._dev_in = self.cuda.device(io_nbytes(self._max_in, self.input_dtype))
-        self._dev_out = self.cuda.device(io_nbytes(self._max_out, out_dtype))
-        self.context.set_tensor_address(self.input_name, self._dev_in)
-        self.context.set_tensor_address(self.output_name, self._dev_out)
+        out_shape = tuple(self.engine.get_tensor_shape(self.output_name))
+        check_io(self.path, self.meta, self.input_name, in_shape, out_shape)
+        # the batch range is the profile's (a dynamic engine's input shape says -1)
+        lo, opt, hi = (int(s[0]) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
+        self.profile = (lo, opt, hi)
+        self.max_batch = hi
+        self._in_shape = in_shape[1:]
+        for name in names:  # every I/O tensor gets a buffer and an address, not output 0 only
+            shape = (hi, *tuple(self.engine.get_tensor_shape(name))[1:])
+            if min(shape) < 1:
+                raise ModelError(f"{self.path}: tensor {name!r} has no fixed shape {shape}")
+            dtype = numpy_dtype(trt, self.engine.get_tensor_dtype(name))
+            self._host[name] = self.cuda.pinned(shape, dtype)
+            self._device[name] = self.cuda.device(io_nbytes(shape, dtype))
+            self.context.set_tensor_address(name, self._device[name])
+        self.input_dtype = self._host[self.input_name].dtype
         self.name = f"tensorrt[{self.cuda.gpu_name()}, TensorRT {trt.__version__}]"
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        rows = len(x)
-        if self.static_batch:
-            x = pad_batch(x, self.max_batch)
-        b = len(x)
-        self._host_in[:b] = x  # into pinned memory (casts to the engine's dtype)
-        self.context.set_input_shape(self.input_name, (b, *self._max_in[1:]))
-        n_in, n_out = self._host_in[:b].nbytes, self._host_out[:b].nbytes
-        self.cuda.to_device(self._dev_in, self._host_in, n_in)
+        """Rows padded up to the profile's MIN and split above its MAX (trt_plan.chunks)."""
+        return run_in_chunks(x, self.profile, self._run_batch)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        batch = len(x)
+        host_in, host_out = self._host[self.input_name], self._host[self.output_name]
+        host_in[:batch] = x  # into pinned memory (casts to the engine's dtype)
+        if not self.context.set_input_shape(self.input_name, (batch, *self._in_shape)):
+            raise ModelError(
+                f"{self.path}: TensorRT refused batch {batch} (profile {self.profile})"
+            )
+        self.cuda.to_device(self._device[self.input_name], host_in, host_in[:batch].nbytes)
         if not self.context.execute_async_v3(self.cuda.handle):
             raise ModelError(f"{self.path}: TensorRT execution failed")
-        self.cuda.to_host(self._host_out, self._dev_out, n_out)
+        n_out = host_out[:batch].nbytes
+        self.cuda.to_host(host_out, self._device[self.output_name], n_out)
         self.cuda.sync()
-        return self._host_out[:rows].astype(np.float32)  # a copy: the pinned buffer is reused
+        return host_out[:batch].astype(np.float32)  # a copy: the pinned buffer is reused
 
     def close(self) -> None:
-        if getattr(self, "_host_in", None) is not None:
-            self.cuda.free([self._host_in, self._host_out], [self._dev_in, self._dev_out])
-            self._host_in = None
+        cuda = getattr(self, "cuda", None)
+        if cuda is not None:
+            cuda.release(list(self._host.values()), list(self._device.values()))
+            cuda.close()
+            self._host, self._device, self.cuda = {}, {}, None
 
 
 BACKEND = TensorRTBackend

@@ -10,7 +10,13 @@ input/output names, data type and max_batch_size come from the same config. Many
 
 A lost server is treated like a lost live stream: requests are retried with exponential
 backoff for ``reconnect_s`` seconds (default 10; ``?reconnect=S`` in the URI) on a fresh
-channel, then the run fails with one line. Per request the round trip is timed; at the end
+channel, then the run fails with one line. At start the client waits the same window for the
+server to come up and the model to be ready (a compose file starts both at once). A request
+past its deadline (``?timeout=S``) is a busy server, not a lost one: it is sent again on the
+same channel up to ``?retries=N`` times (default 2), then the run fails with one line.
+The client speaks gRPC only (Triton's port 8001); Triton's HTTP port (8000) is not used.
+
+Per request the round trip is timed; at the end
 the server's mean time per request (queue + compute, from its statistics) is subtracted
 from the mean round trip to give the ``network`` line of the summary (an estimate: the
 statistics are per model, so other clients' requests in the same period count too).
@@ -18,6 +24,7 @@ statistics are per model, so other clients' requests in the same period count to
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -33,8 +40,10 @@ SCHEME = "triton"
 DEFAULT_PORT = 8001  # Triton's gRPC port
 META_PARAMETER = "edgevid"  # edgevid.export.triton.META_PARAMETER (no export import here)
 MAX_BACKOFF_S = 2.0  # longest wait between two reconnect attempts
-# gRPC status codes that mean "the server is not there (yet)": retried, then a clear error
-_LOST = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+HTTP_PORT = 8000  # Triton's HTTP port: named in the error when a client dials it
+# What a failed request's gRPC status means, and so what the client does about it
+_LOST = ("StatusCode.UNAVAILABLE",)  # no server there (yet): reconnect with backoff
+_DEADLINE = ("StatusCode.DEADLINE_EXCEEDED",)  # a server busy past the deadline: send again
 _DTYPES = {"TYPE_FP32": ("FP32", np.float32), "TYPE_UINT8": ("UINT8", np.uint8)}
 
 
@@ -45,6 +54,7 @@ class TritonURI:
     model: str  # model name in the server's repository
     reconnect_s: float = 10.0  # keep retrying a lost server this long, then fail
     timeout_s: float = 10.0  # one request's deadline (connects, metadata, inference)
+    retries: int = 2  # a request past its deadline is sent again this many times
 
     @property
     def address(self) -> str:
@@ -55,7 +65,8 @@ class TritonURI:
 
 
 def parse_uri(uri: str) -> TritonURI:
-    """``triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S]`` -> its parts, or ModelError."""
+    """``triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S&retries=N]`` -> its parts, or
+    ModelError."""
     parts = urlsplit(uri)
     model = parts.path.strip("/")
     try:
@@ -63,11 +74,19 @@ def parse_uri(uri: str) -> TritonURI:
         query = {k: float(v[-1]) for k, v in parse_qs(parts.query, strict_parsing=False).items()}
     except ValueError as e:
         raise ModelError(f"{uri}: malformed Triton URI ({e})") from None
-    unknown = set(query) - {"reconnect", "timeout"}
-    if parts.scheme != SCHEME or not parts.hostname or not model or "/" in model or unknown:
+    unknown = set(query) - {"reconnect", "timeout", "retries"}
+    retries = query.get("retries", TritonURI.retries)
+    numbers_ok = (
+        all(math.isfinite(v) for v in query.values())
+        and retries == int(retries) >= 0
+        and query.get("timeout", TritonURI.timeout_s) > 0
+    )
+    if not (parts.scheme == SCHEME and parts.hostname and model and "/" not in model) or (
+        unknown or not numbers_ok
+    ):
         raise ModelError(
-            f"{uri}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S] "
-            f"(gRPC port, default {DEFAULT_PORT})"
+            f"{uri}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S&retries=N] "
+            f"(gRPC port, default {DEFAULT_PORT}; timeout > 0, retries a whole number >= 0)"
         )
     return TritonURI(
         parts.hostname,
@@ -75,7 +94,24 @@ def parse_uri(uri: str) -> TritonURI:
         model,
         reconnect_s=query.get("reconnect", TritonURI.reconnect_s),
         timeout_s=query.get("timeout", TritonURI.timeout_s),
+        retries=int(retries),
     )
+
+
+def next_step(status: str, lost_for_s: float, deadline_misses: int, uri: TritonURI) -> str:
+    """What the client does after a failed request, from its gRPC ``status``: ``"reconnect"``
+    (no server: until ``reconnect_s`` has passed since it was lost), ``"resend"`` (past the
+    deadline: ``retries`` times), or ``"fail"``."""
+    if status in _LOST:
+        return "reconnect" if lost_for_s < uri.reconnect_s else "fail"
+    if status in _DEADLINE:
+        return "resend" if deadline_misses <= uri.retries else "fail"
+    return "fail"
+
+
+def backoff(delay: float) -> float:
+    """The wait after ``delay``: doubled, at most MAX_BACKOFF_S."""
+    return min(2 * delay, MAX_BACKOFF_S)
 
 
 def meta_from_config(uri: TritonURI, config: dict) -> ModelMeta:
@@ -117,13 +153,7 @@ class TritonBackend(Backend):
         self.reconnects = 0  # requests that succeeded after the server was lost
         self._rtt: list[float] = []  # seconds per request, client side
         try:
-            if not self.client.is_server_live(client_timeout=self.uri.timeout_s):
-                raise ModelError(f"{self.uri}: the Triton server at {self.uri.address} is not live")
-            if not self.client.is_model_ready(self.uri.model, client_timeout=self.uri.timeout_s):
-                raise ModelError(
-                    f"{self.uri}: model {self.uri.model!r} is not ready on the Triton server "
-                    f"at {self.uri.address} (not in its repository, or failed to load)"
-                )
+            self._wait_ready()
             config = self.client.get_model_config(
                 self.uri.model, as_json=True, client_timeout=self.uri.timeout_s
             )["config"]
@@ -144,6 +174,36 @@ class TritonBackend(Backend):
         check_io(self.path, self.meta, self.input_name, in_shape, out_shape)
         self.name = f"triton[{self.uri.address}/{self.uri.model}, server {server['version']}]"
 
+    def _wait_ready(self) -> None:
+        """Wait up to ``reconnect_s`` for the server to be live and the model ready (a server
+        started beside the client is still loading it), then one line for what is missing."""
+        give_up, delay = time.monotonic() + self.uri.reconnect_s, 0.1
+        while True:
+            try:
+                live = self.client.is_server_live(client_timeout=self.uri.timeout_s)
+                ready = live and self.client.is_model_ready(
+                    self.uri.model, client_timeout=self.uri.timeout_s
+                )
+            except self._error as e:  # not up yet, or too busy loading to answer
+                if e.status() not in (*_LOST, *_DEADLINE) or time.monotonic() >= give_up:
+                    raise
+                live = ready = None
+            if ready:
+                return
+            if time.monotonic() >= give_up:
+                break
+            time.sleep(min(delay, max(give_up - time.monotonic(), 0.0)))
+            delay = backoff(delay)
+            if live is None:
+                self._reconnect()
+        if not live:
+            raise ModelError(f"{self.uri}: the Triton server at {self.uri.address} is not live")
+        raise ModelError(
+            f"{self.uri}: model {self.uri.model!r} is not ready on the Triton server at "
+            f"{self.uri.address} after {self.uri.reconnect_s:g} s (not in its repository, or "
+            "failed to load)"
+        )
+
     def _reconnect(self) -> None:
         """A fresh channel: gRPC's own reconnect backoff on a dead channel grows to minutes."""
         self.client.close()
@@ -153,7 +213,18 @@ class TritonBackend(Backend):
         status, message = e.status() or "", (e.message() or "").strip().splitlines()
         first = message[0][:200] if message else type(e).__name__
         if status in _LOST:
-            return f"{self.uri}: no Triton server answers at {self.uri.address} ({first})"
+            hint = (
+                f"; port {HTTP_PORT} is Triton's HTTP port, triton:// speaks gRPC "
+                f"(default port {DEFAULT_PORT})"
+                if self.uri.port == HTTP_PORT
+                else ""
+            )
+            return f"{self.uri}: no Triton server answers at {self.uri.address} ({first}{hint})"
+        if status in _DEADLINE:
+            return (
+                f"{self.uri}: the Triton server did not answer within {self.uri.timeout_s:g} s, "
+                f"{self.uri.retries + 1} tries (busy? raise ?timeout=S)"
+            )
         return f"{self.uri}: Triton server refused the request ({first})"
 
     def _statistics(self) -> dict:
@@ -173,26 +244,31 @@ class TritonBackend(Backend):
         return result.as_numpy(self.output_name)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        """One request; a lost server is retried with backoff for ``reconnect_s`` seconds."""
-        deadline, delay, lost = time.monotonic() + self.uri.reconnect_s, 0.1, None
+        """One request; a lost server is retried with backoff for ``reconnect_s`` seconds, a
+        request past its deadline sent again ``retries`` times (``next_step``)."""
+        lost_since, delay, misses = None, 0.1, 0
         while True:
             try:
                 logits = self._request(x)
             except self._error as e:
-                if e.status() not in _LOST:
-                    raise ModelError(self._describe(e)) from None
-                lost = e
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                status = e.status() or ""
+                lost_since = lost_since or (time.monotonic() if status in _LOST else None)
+                misses += status in _DEADLINE
+                lost_for = time.monotonic() - lost_since if lost_since else 0.0
+                step = next_step(status, lost_for, misses, self.uri)
+                if step == "fail" and status in _LOST:
                     raise ModelError(
                         f"{self.uri}: Triton server lost and not back after "
-                        f"{self.uri.reconnect_s:g} s ({self._describe(lost).split('(', 1)[-1]}"
+                        f"{self.uri.reconnect_s:g} s ({self._describe(e).split('(', 1)[-1]}"
                     ) from None
-                time.sleep(min(delay, remaining))
-                delay = min(2 * delay, MAX_BACKOFF_S)
-                self._reconnect()
+                if step == "fail":
+                    raise ModelError(self._describe(e)) from None
+                if step == "reconnect":
+                    time.sleep(min(delay, max(self.uri.reconnect_s - lost_for, 0.0)))
+                    delay = backoff(delay)
+                    self._reconnect()
                 continue
-            self.reconnects += lost is not None
+            self.reconnects += lost_since is not None
             return logits
 
     def timings(self) -> dict[str, list[float]]:
