@@ -11,8 +11,10 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from edgevid.runtime.records import SCHEMA_VERSION, TYPES, iso_time, schema
+from edgevid.runtime.records import SCHEMA_VERSION, TYPES, iso_time, record, schema
 from edgevid.runtime.segments import SegmentConfig, Segmenter
 from tests.conftest import ROOT, check_record
 
@@ -149,3 +151,10 @@ def test_live_segment_events_carry_wall_clock_times(tiny_onnx, tmp_path):
     for r in records:
         assert parse_iso(r["start_time"]) - r["start"] == pytest.approx(clock, abs=2e-3)
         assert parse_iso(r["end_time"]) - r["end"] == pytest.approx(clock, abs=2e-3)
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_time_and_unix_are_the_same_millisecond(unix):
+    rec = record("status", unix, {})
+    assert rec["unix"] == round(unix, 3)
+    assert parse_iso(rec["time"]) == pytest.approx(rec["unix"], abs=1e-6)

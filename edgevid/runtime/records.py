@@ -32,9 +32,11 @@ def iso_time(unix: float) -> str:
 
 
 def record(kind: str, unix: float, body: dict) -> dict:
-    """The envelope (type, schema, time, unix) followed by ``body``."""
-    return {"type": kind, "schema": SCHEMA_VERSION, "time": iso_time(unix),
-            "unix": round(unix, 3), **body}  # fmt: skip
+    """The envelope (type, schema, time, unix) followed by ``body``; ``time`` and ``unix``
+    are the same millisecond."""
+    unix = round(unix, 3)
+    return {"type": kind, "schema": SCHEMA_VERSION, "time": iso_time(unix), "unix": unix,
+            **body}  # fmt: skip
 
 
 def schema(kind: str) -> dict:
