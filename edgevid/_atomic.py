@@ -14,9 +14,11 @@ import copy
 import errno
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +38,25 @@ def atomic_path(
     ``check(tmp)`` (if given) verifies it. On any exception the temporary file is removed
     and ``path`` is left untouched.
     """
-    path = Path(path)
+    path = _through_link(Path(path))
     with _naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if path.exists() and not path.is_file():
+            raise EdgevidError(
+                f"{path}: not a regular file (a FIFO or a device); this output is written "
+                "whole through a temporary file and renamed, which would replace it"
+            )
+        remove_dead_temps(path.parent, lambda name: name == path.name)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.",
+            prefix=f".{path.name}{TEMP_MARK}{os.getpid()}.",
             suffix=path.suffix if suffix is None else suffix,
             dir=path.parent,
         )
         os.close(fd)
     tmp_path = Path(tmp)
+    _MINE.add(tmp)
     try:
         with _naming(path, tmp_path):
             yield tmp_path
@@ -59,6 +68,78 @@ def atomic_path(
             _fsync_dir(path.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+        _MINE.discard(tmp)
+
+
+TEMP_MARK = ".edgevid-"  # temporary files are .<name>.edgevid-<pid>.<8 random><suffix>
+_TEMP = re.compile(r"\.(?P<name>.+)\.edgevid-(?P<pid>\d+)\.[A-Za-z0-9_]{8}.*")
+_MINE: set[str] = set()  # this process's temporary files (in a container, pids repeat)
+
+
+def remove_dead_temps(folder: Path, target: Callable[[str], bool]) -> list[Path]:
+    """Remove the temporary files a killed edgevid left in ``folder`` for the outputs whose
+    names ``target`` accepts: edgevid's own names only, of a process that is gone (or of
+    this pid, when not this process's: a restarted container's PID 1). Nothing else."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.fullmatch(entry.name)
+        if m is None or not target(m["name"]) or entry.path in _MINE:
+            continue
+        pid = int(m["pid"])
+        if (pid != os.getpid() and pid_alive(pid)) or not entry.is_file(follow_symlinks=False):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _through_link(path: Path) -> Path:
+    """An output that is a symlink is written where it points (the link stays)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def is_special(path: str | os.PathLike) -> bool:
+    """True for an existing FIFO, device or socket: written in place, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def refuse_overlaps(
+    outputs: Iterable[tuple[str, str | os.PathLike]],
+    inputs: Iterable[tuple[str, str | os.PathLike]],
+) -> None:
+    """Refuse, before anything is opened, an output that resolves (symlinks followed) to
+    an input or to another output: ``(label, path)`` pairs, the labels as the user wrote
+    them (``--json``, ``--source``). One path given twice as outputs of one label is one."""
+    taken: dict[str, str] = {}
+    for label, p in inputs:
+        taken.setdefault(os.path.realpath(p), f"{label} {p}")
+    for label, p in outputs:
+        real = os.path.realpath(p)
+        if real in taken and taken[real] != f"{label} {p}":
+            raise EdgevidError(
+                f"{label} {p} is also {taken[real]}: refusing to write over it "
+                "(choose another path)"
+            )
+        taken[real] = f"{label} {p}"
 
 
 @contextlib.contextmanager
@@ -111,6 +192,12 @@ def _umask() -> int:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; a FIFO or device (``/dev/stdout``) is
+    written in place, never replaced."""
+    if is_special(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return Path(path)

@@ -39,6 +39,10 @@ class DemoConfig:
     prune_drop: int = 8  # layers removed by pruning: prune8 keeps 4 of 12
     media: Path | None = None  # real clips to run the runtime on [default: ../shared/media]
     seed: int = 0  # seeds data, training and the split
+    # torch threads for training, fixed: float sums depend on the count, so a machine with
+    # more cores would train other models. The reference machine's count, where
+    # benchmarks/results/demo.json was measured.
+    threads: int = 2
     progress: bool = True  # progress bars
 
     @property
@@ -116,7 +120,8 @@ def _train(cfg: DemoConfig, manifest, runs: Path, log: Log) -> dict[str, Path]:
         # shape out), so decoded clips stay in memory and an epoch costs half as much.
         augment = AugmentConfig(enabled=cfg.full_size or cfg.data is not None)
         tc = recipe(variant, pretrained, epochs=epochs, seed=cfg.seed, batch_size=8,
-                    weights=cfg.weights if pretrained else "random", augment=augment)  # fmt: skip
+                    weights=cfg.weights if pretrained else "random", augment=augment,
+                    threads=cfg.threads)  # fmt: skip
         result = train(tc, manifest, runs / name, progress=cfg.progress)
         test = f"{result.test.top1:.3f}" if result.test else "-"
         log(f"{variant}: best val acc {result.best_val_acc:.3f} (epoch {result.best_epoch}), "
@@ -132,7 +137,7 @@ def _prune(cfg: DemoConfig, manifest, teacher_dir: Path, out: Path, log: Log) ->
 
     teacher, meta = load_checkpoint(teacher_dir)
     recover = TrainConfig(epochs=cfg.prune_epochs, lr=1e-3 if not cfg.full_size else 1e-4,
-                          unfreeze=-1, seed=cfg.seed)  # fmt: skip
+                          unfreeze=-1, seed=cfg.seed, threads=cfg.threads)  # fmt: skip
     keep = teacher.config.num_hidden_layers - cfg.prune_drop
     r = prune(teacher, meta, manifest, out / "runs" / f"prune{cfg.prune_drop}", keep=keep,
               strategy="importance", recover=recover, progress=cfg.progress)  # fmt: skip

@@ -20,6 +20,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 EVERY_S = 10.0  # seconds between plain progress lines when stderr is not a terminal
+_quiet = False  # `edgevid -q`: no bars, no heartbeats
+
+
+def set_quiet(quiet: bool) -> None:
+    """Turn every bar and heartbeat off (``edgevid -q``) or back on."""
+    global _quiet
+    _quiet = quiet
+
+
+def is_quiet() -> bool:
+    return _quiet
 
 
 def is_terminal() -> bool:
@@ -87,6 +98,8 @@ class PlainBar:
 
 def bar(iterable: Iterable | None = None, **kw: Any):
     """A progress bar: tqdm on a terminal, :class:`PlainBar` lines otherwise."""
+    if _quiet:
+        kw["disable"] = True
     if is_terminal():
         from tqdm.auto import tqdm
 
@@ -107,7 +120,7 @@ def write(line: str) -> None:
 @contextlib.contextmanager
 def heartbeat(what: str, enabled: bool = True) -> Iterator[None]:
     """Progress for a step without a count: the elapsed time, while ``what`` runs."""
-    if not enabled:
+    if not enabled or _quiet:
         yield
         return
     stop = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,21 +16,31 @@ from tests.conftest import SYNTH_LABELS, needs_torch, read_records
 pytestmark = [needs_torch, pytest.mark.slow]
 
 
-def test_demo_runs_every_stage(tmp_path, media_dir):
+@pytest.mark.timeout(3600)
+def test_demo_reproduces_the_results_table(tmp_path, media_dir):
+    """The README's first command, as a new user runs it: every stage, and the accuracy
+    columns equal to benchmarks/results/demo.json, which the README's table is generated
+    from (tests/test_docs.py). The latency columns are the machine's, not compared."""
+    from benchmarks.report import ACCURACY_KEYS, DEMO_JSON
+
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "edgevid", "demo", "--out", str(out), "--epochs", "1",
-           "--clips-per-class", "6", "--media", str(media_dir), "--quiet"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "edgevid", "demo", "--out", str(out), "--media", str(media_dir),
+           "--quiet"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # a user's shell
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     results = json.loads((out / "results.json").read_text())
-    assert [r["model"] for r in results["rows"]] == ["timesformer", "scratch", "pruned"]
+    expected = json.loads(DEMO_JSON.read_text())["rows"]
+    keys = ("model", "variant", "layers", "params", *ACCURACY_KEYS)
+    assert [{k: r[k] for k in keys} for r in results["rows"]] == [
+        {k: r[k] for k in keys} for r in expected
+    ]
     for row in results["rows"]:
         for precision in DEMO_COLUMNS:  # every column of the table, from the precision table
-            assert 0.0 <= row[f"acc_{precision}"] <= 1.0 and row[f"ms_{precision}"] > 0
+            assert row[f"ms_{precision}"] > 0
             assert (out / row[f"file_{precision}"]).is_file()  # absolute paths stay absolute
-    pruned = results["rows"][2]
-    assert pruned["layers"] == 4 and pruned["variant"] == "tiny-prune8"
+    assert results["rows"][2]["layers"] == 4 and results["rows"][2]["variant"] == "tiny-prune8"
     assert (out / "results.md").read_text().count("\n| ") >= 4  # header rule + 3 models
     videos = [p for k, p in results["artefacts"].items() if k.startswith("annotated:")]
     assert len(videos) == 2  # the synthetic test video and one real clip

@@ -86,11 +86,11 @@ def test_image_contract(name):
 @pytest.mark.parametrize("name", FILES)
 def test_image_serves_the_examples_health_and_cache(name):
     """The extras the README/compose examples use; the HEALTHCHECK asks the run's /healthz
-    on EDGEVID_METRICS_PORT (also the port EXPOSEd); the engine cache is a volume the
+    on EDGEVID_RUN_METRICS_PORT (also the port EXPOSEd); the engine cache is a volume the
     unprivileged user owns, named by EDGEVID_ENGINE_CACHE."""
     text = (DOCKER / name).read_text()
     env = instruction(text, "ENV")
-    port = re.search(r"EDGEVID_METRICS_PORT=(\d+)", env).group(1)
+    port = re.search(r"EDGEVID_RUN_METRICS_PORT=(\d+)", env).group(1)
     assert instruction(text, "EXPOSE") == port
     assert f"EDGEVID_ENGINE_CACHE={CACHE}" in env
     assert instruction(text, "VOLUME") == f'["{CACHE}"]'
@@ -115,7 +115,7 @@ def test_healthcheck_command_answers_like_docker_expects(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "edgevid", "healthcheck"],
         capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "EDGEVID_METRICS_PORT": str(port)},
+        env={"PATH": "/usr/bin:/bin", "EDGEVID_RUN_METRICS_PORT": str(port)},
     )  # fmt: skip
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith(f"edgevid: error: http://127.0.0.1:{port}/healthz: no answer")
@@ -169,8 +169,8 @@ def test_compose_example_runs_edgevid_beside_its_broker():
     assert target.host == "mosquitto" and target.port == 1883  # the broker service, by name
     assert ev["depends_on"] == ["mosquitto"] and ev["restart"] == broker["restart"]
     image = (DOCKER / "Dockerfile.cpu").read_text()
-    port = re.search(r"EDGEVID_METRICS_PORT=(\d+)", image).group(1)
-    assert ev["environment"]["EDGEVID_METRICS_HOST"] == "0.0.0.0"  # reachable via the port
+    port = re.search(r"EDGEVID_RUN_METRICS_PORT=(\d+)", image).group(1)
+    assert ev["environment"]["EDGEVID_RUN_METRICS_HOST"] == "0.0.0.0"  # reachable via the port
     assert ev["ports"] == [f"127.0.0.1:{port}:{port}"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in ev["volumes"]}
     assert mounts[CACHE] in compose["volumes"]  # a named volume for the engine cache
@@ -204,7 +204,7 @@ def test_systemd_unit_runs_edgevid_as_a_service():
     assert exec_start[0].endswith("/bin/edgevid")
     params = parse_run(exec_start[1:])
     env = dict(v.split("=", 1) for v in service["Environment"])
-    assert env["EDGEVID_METRICS_PORT"].isdigit() and env["EDGEVID_ENGINE_CACHE"] == CACHE
+    assert env["EDGEVID_RUN_METRICS_PORT"].isdigit() and env["EDGEVID_ENGINE_CACHE"] == CACHE
     assert service["CacheDirectory"] == ["edgevid"]  # = /var/cache/edgevid, writable
     state = "/var/lib/" + service["StateDirectory"][0]
     for path in (params["json_path"], params["events_path"], params["model"]):

@@ -97,10 +97,10 @@ BAD_OPTIONS = [
     (["run", "-s", "X", "-m", "X", "--smooth", "ema:abc"], "--smooth"),
     (["run", "-s", "X", "-m", "X", "--smooth", "median:3"], "--smooth"),
     (["run", "-s", "X", "-m", "X", "--smooth", "mean:0"], "--smooth"),
-    (["bench", "X", "--video", "X", "--threads", "-2"], "--threads"),
-    (["bench", "X", "--video", "X", "--target-fps", "0"], "--target-fps"),
-    (["bench", "X", "--video", "X", "--every", "0"], "--every"),
-    (["bench", "X", "--video", "X", "--max-frames", "0"], "--max-frames"),
+    (["bench", "-m", "X", "-s", "X", "--threads", "-2"], "--threads"),
+    (["bench", "-m", "X", "-s", "X", "--target-fps", "0"], "--target-fps"),
+    (["bench", "-m", "X", "-s", "X", "--every", "0"], "--every"),
+    (["bench", "-m", "X", "-s", "X", "--max-frames", "0"], "--max-frames"),
     (["data", "synth", "X", "--classes", "1"], "--classes"),
     (["data", "synth", "X", "--classes", "9"], "--classes"),
     (["data", "synth", "X", "--clips-per-class", "0"], "--clips-per-class"),
@@ -253,8 +253,8 @@ BROKEN_FILES = [
     (["run", "-s", "{video-empty}", "-m", "{tiny}", "--device", "cpu"], "empty.mp4"),
     (["run", "-s", "{video-text}", "-m", "{tiny}", "--device", "cpu"], "text.mp4"),
     (["run", "-s", "{video-head}", "-m", "{tiny}", "--device", "cpu"], "head.mp4"),
-    (["bench", "{tiny}", "--video", "{video-text}", "--device", "cpu"], "text.mp4"),
-    (["bench", "{garbage-onnx}", "--video", CLIP, "--device", "cpu"], "m.onnx"),
+    (["bench", "-m", "{tiny}", "-s", "{video-text}", "--device", "cpu"], "text.mp4"),
+    (["bench", "-m", "{garbage-onnx}", "-s", CLIP, "--device", "cpu"], "m.onnx"),
     (["eval", "--model", "{garbage-onnx}", "--data", "{synth}"], "garbage/m.onnx"),
     (["eval", "--model", "{sidecar-labels-string}", "--data", "{synth}"], "labels"),
     (["eval", "--model", "{ckpt-corrupt-weights}", "--data", "{synth}"], "corrupt"),
@@ -350,7 +350,7 @@ DISK_FAULTS = [
     ),
     (["run", "-s", CLIP, "-m", "{tiny}", "--device", "cpu", "-o", "DIR"], "directory", 2),
     (
-        ["bench", "{tiny}", "--video", CLIP, "--device", "cpu", "--json", "RO/b.json"],
+        ["bench", "-m", "{tiny}", "-s", CLIP, "--device", "cpu", "--json", "RO/b.json"],
         "read-only",
         1,
     ),
@@ -435,7 +435,7 @@ def test_disk_fault(
 def test_bench_keeps_its_results_when_the_final_write_fails(disks, tiny_onnx):
     if not CLIP.is_file():
         pytest.skip(f"real clips not found at {MEDIA}")
-    code, out = invoke(["bench", tiny_onnx, "--video", CLIP, "--device", "cpu",
+    code, out = invoke(["bench", "-m", tiny_onnx, "-s", CLIP, "--device", "cpu",
                         "--max-frames", "40", "--json", disks["ro"] / "b.json"])  # fmt: skip
     assert code == 1 and "read-only" in out.lower()
     rows = json.loads(out[out.index("[\n") : out.rindex("]") + 1])

@@ -25,8 +25,9 @@ ALLOWED = {
     "calib": {"core"},
     "export": {"core", "calib", "train", "runtime"},
     "train": {"core", "runtime"},
-    "cli": {"core", "runtime", "train", "export", "calib", "demo"},
+    "cli": {"core", "runtime", "train", "export", "calib", "demo", "checks"},
     "demo": {"core", "runtime", "train", "export"},
+    "checks": {"core"},
 }
 BASE = {"edgevid", "edgevid.errors", "edgevid._atomic", "edgevid.progress"}
 # The one exception, lazy and behind require("torch"): edgevid.predict / Classifier given a

@@ -291,7 +291,7 @@ def test_lost_stream_via_cli_is_a_clear_error(tiny_onnx, tmp_path):
 
 def test_bench_reports_every_number(tiny_onnx, media_dir, tmp_path):
     out = tmp_path / "bench.json"
-    proc = edgevid("bench", str(tiny_onnx), "--video", str(media_dir / "bikes.mp4"),
+    proc = edgevid("bench", "-m", str(tiny_onnx), "-s", str(media_dir / "bikes.mp4"),
                    "--max-frames", "64", "--json", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "tiny-prune8.onnx" in proc.stdout and "keeps up" in proc.stdout
@@ -301,7 +301,7 @@ def test_bench_reports_every_number(tiny_onnx, media_dir, tmp_path):
     assert row["peak_rss_mb"] > row["rss_start_mb"] > 0
     assert row["rss_budget_mb"] == pytest.approx(row["size_mb"] + 300, abs=0.1)
     assert set(row["stages_ms"]) == {"decode", "preprocess", "buffer", "inference"}
-    bad = edgevid("bench", str(tiny_onnx), "--video", str(tmp_path / "none.mp4"))
+    bad = edgevid("bench", "-m", str(tiny_onnx), "-s", str(tmp_path / "none.mp4"))
     assert_clear_error(bad, "none.mp4: no such file")
 
 

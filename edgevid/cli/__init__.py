@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -43,14 +44,14 @@ class EdgevidGroup(click.Group):
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx is not None else "edgevid"
             click.echo(f"edgevid: error: {e.format_message()} (see '{where} --help')", err=True)
-            sys.exit(e.exit_code)
+            _exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"edgevid: error: {e.format_message()}", err=True)
-            sys.exit(e.exit_code)
+            _exit(e.exit_code)
         except click.Abort:
             click.echo("edgevid: aborted", err=True)
-            sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)
+            _exit(1)
+        _exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -67,6 +68,18 @@ class EdgevidGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("edgevid: interrupted", err=True)
             ctx.exit(130)
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code``. A thread still blocked in native code (a capture thread in
+    FFmpeg's read, left behind by a stop that does not wait out the read timeout) would
+    abort the interpreter's shutdown ("exception not rethrown"): every output is closed by
+    now, so the process then ends at once, after flushing stdout and stderr."""
+    if any(getattr(t, "native_blocking", False) and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 class Terminated(KeyboardInterrupt):
@@ -103,7 +116,10 @@ def os_error_line(e: OSError) -> str:
 
 @click.group(cls=EdgevidGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="edgevid")
-def main() -> None:
+@click.option("--verbose", "-v", count=True, help="Debug log lines on stderr.")
+@click.option("--quiet", "-q", count=True,
+              help="Warnings and errors only, no progress bars (-qq: errors only).")  # fmt: skip
+def main(verbose: int, quiet: int) -> None:
     """edgevid: video action recognition from training to real-time edge deployment.
 
     \b
@@ -115,8 +131,39 @@ def main() -> None:
       edgevid compile prune4.onnx       on a Jetson: a TensorRT engine, cached
       edgevid run --source /dev/video0 --model prune4.onnx
     Or all of it at once, offline on a CPU: edgevid demo
+    Your environment, for a bug report: edgevid checks
+
+    \b
+    Output: results on stdout (tables, or JSON with --json); progress, log lines, warnings
+    and errors on stderr, through Python logging (logger "edgevid"; -v / -q set its level).
+    Documentation: docs/ in the source tree (mkdocs serve), CLI reference in docs/cli.md.
     """
     _quiet_libraries()
+    configure_logging(verbose - quiet)
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as plain lines on the current stderr (click's, so tests capture it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def configure_logging(verbosity: int) -> None:
+    """The "edgevid" logger: INFO by default, DEBUG with -v, WARNING with -q, ERROR with -qq."""
+    from edgevid import progress
+
+    levels = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+    level = levels[max(-2, min(1, verbosity))]
+    logger = logging.getLogger("edgevid")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    progress.set_quiet(verbosity < 0)
 
 
 def _quiet_libraries() -> None:
@@ -132,7 +179,9 @@ def _quiet_libraries() -> None:
 
 
 # One module per stage; each lists its click commands in COMMANDS.
-_COMMAND_MODULES = ("data", "models", "train", "export", "compile", "run", "bench", "demo")
+_COMMAND_MODULES = (
+    "data", "models", "train", "export", "compile", "run", "bench", "demo", "checks",
+)  # fmt: skip
 
 
 for _name in _COMMAND_MODULES:

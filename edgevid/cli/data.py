@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 from pathlib import Path
 
 import click
 
+from edgevid.cli._options import emit_json, json_option
 from edgevid.errors import DataError
+from edgevid.progress import is_quiet
 
 
 class _Ratios(click.ParamType):
@@ -94,7 +96,8 @@ def synth(out: Path, classes: int, clips_per_class: int, seed: int, size: str, f
             f"and {out / 'untrimmed.json'}"
         )
         return
-    with click.progressbar(length=classes * clips_per_class, label="writing clips") as bar:
+    with click.progressbar(length=classes * clips_per_class, label="writing clips",
+                           file=sys.stderr, hidden=is_quiet()) as bar:  # fmt: skip
         paths = make_synthetic_dataset(out, classes=classes, clips_per_class=clips_per_class,
                                        seed=seed, config=cfg, progress=bar.update)  # fmt: skip
     click.echo(f"wrote {len(paths)} clips in {classes} classes to {out}")
@@ -136,8 +139,8 @@ def split(
 
 @data.command("inspect")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(root: Path, as_json: bool) -> None:
+@json_option("The report")
+def inspect(root: Path, json_path: str | None) -> None:
     """Counts per class and split, durations and unreadable files of ROOT.
 
     ROOT is a dataset folder (split on the fly, nothing written) or a manifest.
@@ -146,8 +149,7 @@ def inspect(root: Path, as_json: bool) -> None:
 
     manifest = Manifest.load(root) if root.is_file() else None
     report = inspect_dataset(root, manifest)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
+    if json_path is not None and emit_json(json_path, report):
         return
     click.echo(f"{report['root']}  (grouping: {report['grouping']})")
     click.echo(f"{'class':<24}{'train':>7}{'val':>7}{'test':>7}")

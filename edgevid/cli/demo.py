@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgevid.cli._options import log, quiet_option
 from edgevid.errors import require
 
 
@@ -30,7 +31,7 @@ from edgevid.errors import require
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of real .mp4 clips for the runtime stage [default: ../shared/media].",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 def demo(out: Path, data: Path | None, weights: str | None, epochs: int | None,
          clips_per_class: int, media: Path | None, quiet: bool) -> None:  # fmt: skip
     """Run the whole pipeline end to end and print the results table.
@@ -53,10 +54,12 @@ def demo(out: Path, data: Path | None, weights: str | None, epochs: int | None,
     require("torch", "train", "edgevid demo")
     require("onnx", "export", "edgevid demo")
     from edgevid.demo import DemoConfig, run_demo
+    from edgevid.progress import is_quiet
 
+    quiet = quiet or is_quiet()
     cfg = DemoConfig(out=out, data=data, weights=weights, epochs=epochs,
                      clips_per_class=clips_per_class, media=media, progress=not quiet)  # fmt: skip
-    result = run_demo(cfg, log=lambda line: click.echo(line, err=True))
+    result = run_demo(cfg, log=log.info)
     click.echo(f"\nedgevid demo: results ({sum(result.seconds.values()):.0f} s)\n")
     click.echo((out / "results.md").read_text())
     for name, path in result.artefacts.items():

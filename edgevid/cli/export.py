@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgevid.cli._options import log
 from edgevid.core.precision import CALIB_METHODS, EXPORTED
 from edgevid.errors import require
 from edgevid.export.opset import DEFAULT_OPSET, SUPPORTED_OPSETS
@@ -103,7 +104,7 @@ def export(fp16: bool, int8: str | None, **opts) -> None:
     require("torch", "train", "edgevid export")
     from edgevid.export.pipeline import export_model
 
-    result = export_model(cfg, log=click.echo)
+    result = export_model(cfg, log=log.info)
     for path in [*result.graphs, *result.openvino, *result.engines, *result.triton]:
         click.echo(f"wrote {path}")
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from edgevid.cli._options import emit_json, json_option
 from edgevid.errors import require
 
 
 @click.command("variants")
 @click.option("--all", "show_all", is_flag=True, help="Include the tiny-* test configurations.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def variants(show_all: bool, as_json: bool) -> None:
+@json_option("The table")
+def variants(show_all: bool, json_path: str | None) -> None:
     """List the model variants with layers, parameters and GFLOPs per clip.
 
     \b
@@ -25,8 +24,8 @@ def variants(show_all: bool, as_json: bool) -> None:
 
     names = [n for n in list_models() if show_all or not n.startswith("tiny-")]
     rows = [profile_variant(n) for n in names]
-    if as_json:
-        click.echo(json.dumps([r.__dict__ | {"size_mb": r.size_mb} for r in rows], indent=2))
+    document = [r.__dict__ | {"size_mb": r.size_mb} for r in rows]
+    if json_path is not None and emit_json(json_path, document):
         return
     click.echo(
         f"{'variant':<18}{'layers':>7}{'params':>10}{'MB':>8}{'GFLOPs':>9}  input      description"

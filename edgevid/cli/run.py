@@ -6,19 +6,24 @@ Core install only (numpy, OpenCV, ONNX Runtime, click): nothing here imports tor
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from edgevid.cli._options import (
+    HiddenArgument,
+    deprecated_alias,
+    device_option,
+    emit_json,
+    json_option,
+    settable,
+)
 from edgevid.core.precision import OPENVINO_CHOICES
-from edgevid.runtime.backends import DEVICES
+from edgevid.progress import is_quiet
 from edgevid.runtime.motion import GATES, MotionConfig
 
-DEVICE_HELP = (
-    "auto: GPU if ONNX Runtime has one, else the faster of ONNX Runtime and OpenVINO for this "
-    "graph (timed once, cached in <model>.backend.json); cpu: ONNX Runtime CPU; openvino."
-)
 PRECISION_HELP = (
     "OpenVINO inference precision [default: auto = bf16 where the CPU has it]. On a GPU with "
     "TensorRT (Jetson) a .onnx builds as exported; fp16 converts an FP32 graph to FP16 first."
@@ -62,9 +67,8 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               help='Below this probability the label is "uncertain".')  # fmt: skip
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1),
               help="Classes reported per result.")  # fmt: skip
-@click.option("--json", "json_path", default="-", show_default=True,
-              help="Live JSON-lines log of every result: FILE, or - for stdout. Each line is "
-              "written and flushed as the result is produced (tail -f it).")  # fmt: skip
+@json_option("Every result, one line each, written and flushed as it is produced (tail -f "
+             "it),", default="-")  # fmt: skip
 @click.option(
     "--events",
     "events_path",
@@ -107,8 +111,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               help="Network stream open/read timeout in seconds.")  # fmt: skip
 @click.option("--queue-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Frames buffered per live source before the oldest is dropped.")  # fmt: skip
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-              help=DEVICE_HELP)  # fmt: skip
+@device_option()
 @click.option("--precision", type=click.Choice(OPENVINO_CHOICES), default=None, help=PRECISION_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
 @click.option("--status-s", default=30.0, show_default=True, type=click.FloatRange(min=0),
@@ -116,11 +119,9 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               "frames, age of the last result, p50 latency; the backend) in the --json log "
               "and on MQTT TOPIC/status, and one line on stderr. 0: none.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              envvar="EDGEVID_METRICS_PORT", show_envvar=True,
               help="Serve Prometheus metrics on http://HOST:N/metrics and a health check on "
               "/healthz (200; 503 while a stream is down); needs edgevid[metrics].")  # fmt: skip
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
-              envvar="EDGEVID_METRICS_HOST", show_envvar=True,
               help="Address the metrics server binds: 0.0.0.0 to be scraped from other "
               "hosts (in a container, with a published port).")  # fmt: skip
 @click.option("--unhealthy-after", default=30.0, show_default=True, type=POSITIVE,
@@ -156,6 +157,10 @@ def run(
     stderr at the end. Ctrl-C, SIGTERM (docker stop) and SIGHUP end a run the same way:
     the video is finished, the logs are complete, the summary is printed, exit code 0.
 
+    Every option can also come from an environment variable EDGEVID_RUN_<OPTION> (e.g.
+    EDGEVID_RUN_MODEL, EDGEVID_RUN_TOP_K; several --source separated by spaces) or from the
+    [run] table of a TOML --config FILE. Command line > environment > config file > default.
+
     \b
     Examples:
       edgevid run --source /dev/video0 --model prune4.onnx --show
@@ -185,6 +190,7 @@ def run(
     )  # fmt: skip
     seg_overrides = {"open_threshold": segment_threshold, "close_threshold": segment_release}
     SegmentConfig(**seg_overrides).validate()  # bad thresholds fail before anything opens
+    check_output_paths(sources, model, json_path, events_path, output, output_segment_s)
     with stop_on_signals():
         # outputs first: a bad path or an unreachable broker fails before the model loads
         delivery = Delivery(json_path, events_path, publish, MqttConfig(outbox=mqtt_outbox))
@@ -224,23 +230,58 @@ def run(
         click.echo(f"wrote {path}", err=True)
 
 
+def check_output_paths(
+    sources: tuple[str, ...], model: str, json_path: str | None, events_path: str | None,
+    output: Path | None, segment_s: float | None,
+) -> None:  # fmt: skip
+    """Refuse, before anything is opened, an output that is a source, the model, its
+    sidecar or backend cache, or another output (--json and --events may share a log)."""
+    from edgevid._atomic import refuse_overlaps
+    from edgevid.core.artifact import sidecar_path
+    from edgevid.runtime.backends.choice import cache_path
+    from edgevid.runtime.render import is_part_of, output_paths
+
+    inputs = [("--source", s) for s in sources if Path(s.removeprefix("file://")).exists()]
+    if Path(model).is_file():
+        inputs += [("--model", model), ("--model's sidecar", sidecar_path(model)),
+                   ("--model's backend cache", cache_path(model))]  # fmt: skip
+    logs = dict.fromkeys(p for p in (json_path, events_path) if p not in (None, "-"))
+    outputs = [("--json" if p == json_path else "--events", p) for p in logs]
+    for video in output_paths(output, len(sources)) if output is not None else []:
+        outputs.append(("--output", video))
+        if segment_s:  # its parts out-0000.mp4 ...: any of them that is an input
+            folder = os.path.realpath(video.parent)
+            outputs += [("--output", p) for _, p in inputs if is_part_of(video, Path(p).name)
+                        and os.path.dirname(os.path.realpath(p)) == folder]  # fmt: skip
+    refuse_overlaps(outputs, inputs)
+
+
 @click.command("bench")
-@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--video", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Model file to benchmark; repeat for several (each in a fresh process).",
+)
+@click.argument("old_models", nargs=-1, type=click.Path(path_type=Path), cls=HiddenArgument)
+@click.option("--source", "-s", "video", type=click.Path(dir_okay=False, path_type=Path),
               help="Video file to run every model on.")  # fmt: skip
+@deprecated_alias("--video", "--source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--every", default=8, show_default=True, type=click.IntRange(min=1),
               help="One inference every K frames.")  # fmt: skip
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Stop after N frames per model.")  # fmt: skip
 @click.option("--target-fps", default=30.0, show_default=True, type=POSITIVE,
               help="Camera rate to keep up with.")  # fmt: skip
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the results as JSON to FILE.")  # fmt: skip
+@json_option("The results")
 def bench(
-    models: tuple[Path, ...], video: Path, every: int, max_frames: int | None,
-    target_fps: float, device: str, threads: int | None, json_path: Path | None,
+    models: tuple[Path, ...], old_models: tuple[Path, ...], video: Path | None,
+    video_deprecated: Path | None, every: int, max_frames: int | None, target_fps: float,
+    device: str, threads: int | None, json_path: str | None,
 ) -> None:  # fmt: skip
     """Benchmark the runtime on a video file: end-to-end fps and time per stage per model.
 
@@ -251,37 +292,51 @@ def bench(
 
     \b
     Example:
-      edgevid bench prune8.onnx prune8-int8.onnx --video clip.mp4 --json bench.json
+      edgevid bench -m prune8.onnx -m prune8-int8.onnx -s clip.mp4 --json bench.json
     """
-    from edgevid._atomic import write_json
+    from edgevid._atomic import refuse_overlaps
+    from edgevid.cli._options import log
     from edgevid.core.video import probe_video
     from edgevid.errors import ModelError
     from edgevid.runtime.bench import bench_models, format_table
 
+    if old_models:
+        log.warning("edgevid: warning: models as arguments are deprecated; use -m/--model")
+    models, video = models + old_models, video or video_deprecated
+    if not models:
+        raise click.UsageError("Missing option '-m' / '--model'.")
+    if video is None:
+        raise click.UsageError("Missing option '-s' / '--source'.")
+    if json_path not in (None, "-"):  # never over the video or a model
+        refuse_overlaps(
+            [("--json", json_path)], [("--source", video), *(("model", m) for m in models)]
+        )
     probe_video(video)  # a bad video fails once, clearly, before any model loads
     for m in models:
         if not m.is_file():
             raise ModelError(f"{m}: model file not found")
     rows = []
-    with click.progressbar(models, label="benchmarking", file=sys.stderr) as bar:
+    with click.progressbar(models, label="benchmarking", file=sys.stderr,
+                           hidden=is_quiet()) as bar:  # fmt: skip
         for m in bar:
             rows += bench_models(
                 [m], video, every=every, max_frames=max_frames, target_fps=target_fps,
                 device=device, threads=threads,
             )  # fmt: skip
-    click.echo(format_table(rows))
-    if json_path is not None:
-        try:
-            write_json(json_path, rows)
-        except OSError:  # the results are not lost with the file: they go to stdout
-            click.echo(json.dumps(rows, indent=2))
-            raise
-        click.echo(f"wrote {json_path}", err=True)
+    if json_path is None:
+        click.echo(format_table(rows))
+        return
+    try:
+        if not emit_json(json_path, rows):
+            click.echo(format_table(rows))
+    except OSError:  # the results are not lost with the file: they go to stdout
+        click.echo(json.dumps(rows, indent=2))
+        raise
 
 
 @click.command("healthcheck")
 @click.option("--port", type=click.IntRange(1, 65535), default=9100, show_default=True,
-              envvar="EDGEVID_METRICS_PORT", show_envvar=True,
+              envvar="EDGEVID_RUN_METRICS_PORT", show_envvar=True,
               help="The --metrics-port of the run to ask.")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Where that run serves it.")  # fmt: skip
@@ -291,7 +346,7 @@ def healthcheck(port: int, host: str, timeout: float) -> None:
     """Ask a running `edgevid run --metrics-port N` how it is: exit 0 when its /healthz
     answers 200, 1 when it answers 503 (a stream is down) or not at all.
 
-    The images' Docker HEALTHCHECK (docker/): the port comes from EDGEVID_METRICS_PORT,
+    The images' Docker HEALTHCHECK (docker/): the port comes from EDGEVID_RUN_METRICS_PORT,
     as for `edgevid run`.
 
     \b
@@ -304,4 +359,5 @@ def healthcheck(port: int, host: str, timeout: float) -> None:
     click.echo(json.dumps(check_health(host, port, timeout)))
 
 
+settable(run, "EDGEVID_RUN", "run")
 COMMANDS = [run, bench, healthcheck]

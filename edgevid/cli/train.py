@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgevid.cli._options import device_option, emit_json, json_option, quiet_option
 from edgevid.errors import DataError, require
-from edgevid.runtime.backends import DEVICES
 
 PATH = click.Path(path_type=Path)
 
@@ -85,7 +85,7 @@ def _need_torch(what: str) -> None:
 )
 @click.option("--out", type=PATH, help="Run folder to create (RUN_DIR).")
 @click.option("--resume", type=PATH, help="Continue the run in this RUN_DIR where it stopped.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 def train(data, out, resume, quiet, no_augment, hflip, no_cache, **config) -> None:
     """Fine-tune a variant on a folder-per-class dataset (or train the scratch baseline).
 
@@ -152,7 +152,8 @@ def train(data, out, resume, quiet, no_augment, hflip, no_cache, **config) -> No
               help="Recovery fine-tuning epochs with distillation (0: none).")  # fmt: skip
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4,
               show_default=True, help="Recovery LR.")  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Clips per recovery step.")  # fmt: skip
 @click.option("--kd-alpha", type=click.FloatRange(0, 1), default=0.5,
               show_default=True, help="Weight of the KL term.")  # fmt: skip
 @click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True),
@@ -161,7 +162,7 @@ def train(data, out, resume, quiet, no_augment, hflip, no_cache, **config) -> No
 @click.option("--no-augment", is_flag=True, help="Recovery without augmentation.")
 @click.option("--sweep", is_flag=True, help="Every depth: table (md, json) and trade-off plot.")
 @click.option("--out", type=PATH, required=True, help="Output folder.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 def prune(checkpoint, variant, keep, strategy, data, recover_epochs, no_augment, sweep, out, quiet,
           **train) -> None:  # fmt: skip
     """Drop encoder layers of a trained TimeSformer, then recover with distillation.
@@ -226,6 +227,7 @@ def prune(checkpoint, variant, keep, strategy, data, recover_epochs, no_augment,
 @click.command("eval")
 @click.option(
     "--model",
+    "-m",
     "model_path",
     type=PATH,
     required=True,
@@ -235,27 +237,25 @@ def prune(checkpoint, variant, keep, strategy, data, recover_epochs, no_augment,
               help="Dataset/manifest (uses --split), or any folder <ClassName>/*.mp4.")  # fmt: skip
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test",
               show_default=True, help="Manifest split.")  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="cpu",
-    show_default=True,
-    help="cuda for a checkpoint on the GPU; for a model file, the runtime's backend choice.",
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Clips per inference batch.")  # fmt: skip
+@device_option(
+    "For a checkpoint: auto takes the GPU if torch has one, else the CPU; for a model file, "
+    "the runtime's backend choice (as in edgevid run)."
 )
 @click.option("--out", type=PATH, help="Write report.json and confusion_matrix.png here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
+@json_option("The report")
+def eval_(model_path, data, split, batch_size, device, out, json_path) -> None:
     """Top-1 (top-5 with more than 5 classes), per-class P/R/F1, confusion matrix.
 
     \b
     Examples:
       edgevid eval --model runs/tsf/best --data data/ucf5 --split test --out runs/tsf/eval
-      edgevid eval --model prune4.onnx --data clips/real_world
+      edgevid eval -m prune4.onnx --data clips/real_world --json report.json
     """
     import contextlib
-    import json
 
+    from edgevid.progress import is_quiet
     from edgevid.train.evaluate import score_model
 
     with contextlib.ExitStack() as stack:
@@ -263,7 +263,8 @@ def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
 
         def progress(done: int, total: int) -> None:
             if not bars:
-                bar = click.progressbar(length=total, label="evaluating", file=sys.stderr)
+                bar = click.progressbar(length=total, label="evaluating", file=sys.stderr,
+                                        hidden=is_quiet())  # fmt: skip
                 bars.append(stack.enter_context(bar))
             bars[0].update(done - bars[0].pos)
 
@@ -283,7 +284,8 @@ def eval_(model_path, data, split, batch_size, device, out, as_json) -> None:
             out / "confusion_matrix.png",
             title=f"{model_path.name}: top-1 {report.top1:.3f}",
         )
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
+    if json_path is None or not emit_json(json_path, report.to_dict()):
+        click.echo(report.table())
 
 
 eval_.name = "eval"

@@ -203,11 +203,13 @@ def check_written(path: Path, frames: int, name: str | os.PathLike | None = None
     temporary one).
     """
     name = name or path
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
-    finally:
-        cap.release()
+    count = mp4_sample_count(path) if path.suffix.lower() in (".mp4", ".mov", ".m4v") else None
+    if count is None:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+        finally:
+            cap.release()
     if count < 0:
         raise VideoError(
             f"{name}: the video writer failed (the file does not open; disk full?), not written"
@@ -217,6 +219,39 @@ def check_written(path: Path, frames: int, name: str | os.PathLike | None = None
             f"{name}: the video writer failed ({count} of {frames} frames in the file; "
             "disk full?), not written"
         )
+
+
+MP4_PATH = (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz")  # boxes down to the sizes
+
+
+def mp4_sample_count(path: Path) -> int | None:
+    """Frames in an MP4 written by edgevid (one video track), from its index (stsz box), or
+    -1 when it has no index (a writer cut short); None if it is no MP4 this can read.
+
+    Pure Python, so no FFmpeg open: OpenCV serialises every FFmpeg open on one lock, and
+    a capture thread waiting for a lost stream holds it for its whole open timeout."""
+    try:
+        with open(path, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            for name in MP4_PATH:
+                while True:  # the boxes of this level, up to ``end``
+                    head = f.read(8)
+                    if len(head) < 8:
+                        return -1
+                    size, kind = int.from_bytes(head[:4], "big"), head[4:]
+                    start = f.tell() - 8
+                    if size == 1:  # a 64-bit size follows
+                        size = int.from_bytes(f.read(8), "big")
+                    if size < 8 or start + size > end:
+                        return -1  # cut short: the writer did not finish
+                    if kind == name:
+                        end = start + size
+                        break
+                    f.seek(start + size)
+            body = f.read(12)  # version+flags, sample size, sample count
+            return int.from_bytes(body[8:12], "big") if len(body) == 12 else -1
+    except OSError:
+        return None
 
 
 def open_writer(tmp: Path, path: Path, fps: float, frame: np.ndarray, what: str) -> cv2.VideoWriter:

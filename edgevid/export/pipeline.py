@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevid._atomic import pid_alive
 from edgevid.core.clips import ClipSet, dataset_clips, folder_clips
 from edgevid.core.formats import derived_path, graph_name, model_files
 from edgevid.core.manifest import run_manifest
@@ -257,18 +258,8 @@ def _remove_dead_staging(out: Path) -> None:
     """Remove staging folders left by exports that were killed (their process is gone)."""
     for folder in out.glob(f"{STAGING_PREFIX}*"):
         pid = folder.name[len(STAGING_PREFIX) :].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _run_stages(cfg: ExportConfig, model, meta: ModelMeta, work: Path, log) -> ExportResult:

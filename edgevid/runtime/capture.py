@@ -27,7 +27,7 @@ from edgevid.errors import EdgevidError, SourceError, VideoError
 from edgevid.runtime.sources import FrameReader, SourceOptions, SourceSpec, resolve_source
 
 MAX_BACKOFF_S = 2.0  # longest wait between two reconnect attempts
-JOIN_TIMEOUT_S = 10.0  # longest wait for a capture thread to stop
+JOIN_TIMEOUT_S = 0.25  # longest wait for a capture thread to stop (a stop must take < 2 s)
 
 
 @dataclass
@@ -81,6 +81,7 @@ class Source:
         self._wake = wake  # set whenever something is queued (lets one loop wait on many)
         self._done = False
         self._thread = threading.Thread(target=self._run, name=f"capture-{stream}", daemon=True)
+        self._thread.native_blocking = True  # type: ignore[attr-defined]  # see cli.main
 
     @property
     def uri(self) -> str:
@@ -121,15 +122,15 @@ class Source:
             if frame is not None:
                 yield frame
 
-    def close(self) -> None:
-        """Stop the capture thread (it releases the reader) and wait for it."""
+    def close(self, timeout: float = JOIN_TIMEOUT_S) -> None:
+        """Stop the capture thread (it releases the reader) and wait ``timeout`` for it."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread.ident is None:  # never started: release here
+        if self._thread.ident is None:  # never started: release here (twice is harmless)
             self._reader.release()
-        else:  # a reader blocked in FFmpeg returns within its own read timeout
-            self._thread.join(timeout=JOIN_TIMEOUT_S)
+        else:  # a reader blocked in FFmpeg is left to its (daemon) thread, which releases
+            self._thread.join(timeout=timeout)  # it when its read timeout ends
 
     def __enter__(self) -> Source:
         return self.start()
@@ -141,6 +142,7 @@ class Source:
     def _run(self) -> None:
         reader, index = self._reader, 0
         started = time.perf_counter()
+        lost: _Loss | None = None  # since the stream last gave a frame, while it gives none
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
@@ -155,8 +157,10 @@ class Source:
                         self.damage = getattr(reader, "damage", lambda: None)()
                         break
                     reader.release()
-                    reader = self._reopen()
+                    lost = lost or _Loss(time.monotonic() + self.config.reconnect_s)
+                    reader = self._reopen(lost)
                     continue
+                lost = None  # a frame: the stream is back
                 if index == 0 and image.shape[0] * image.shape[1] > MAX_PIXELS:
                     h, w = image.shape[:2]
                     limit = f"{MAX_PIXELS // 1_000_000} Mpixel at most"
@@ -193,27 +197,37 @@ class Source:
         if self._wake is not None:
             self._wake.set()
 
-    def _reopen(self) -> FrameReader:
-        """Reopen a lost live stream with exponential backoff, or raise SourceError."""
-        deadline = time.monotonic() + self.config.reconnect_s
-        delay = 0.1
+    def _reopen(self, lost: _Loss) -> FrameReader:
+        """Reopen a lost live stream with exponential backoff, or raise SourceError once
+        ``reconnect_s`` has passed since its last frame. A stream that opens but gives no
+        frame comes back here with the same ``lost``: it backs off, never spins."""
         while not self._stop.is_set():
+            if lost.attempts:  # the last attempt failed or gave no frame: wait first
+                remaining = lost.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SourceError(
+                        f"{self.uri}: stream lost and not back after {self.config.reconnect_s:g} s"
+                    )
+                if self._stop.wait(min(lost.delay, remaining)):
+                    break
+                lost.delay = min(2 * lost.delay, MAX_BACKOFF_S)
+            lost.attempts += 1
             try:
                 reader = self.spec.open()
                 self.reconnects += 1
                 return reader
             except SourceError:
                 pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._stop.wait(min(delay, remaining))
-            delay = min(2 * delay, MAX_BACKOFF_S)
-        if self._stop.is_set():
-            return _Closed()
-        raise SourceError(
-            f"{self.uri}: stream lost and not back after {self.config.reconnect_s:g} s"
-        )
+        return _Closed()
+
+
+@dataclass
+class _Loss:
+    """A live stream giving no frames: when reconnecting gives up, the next wait, tries."""
+
+    deadline: float  # time.monotonic() after which the stream counts as gone
+    delay: float = 0.1  # the next wait between two attempts (doubles, up to MAX_BACKOFF_S)
+    attempts: int = 0  # reopenings tried since the last frame
 
 
 class _Closed:

@@ -7,15 +7,19 @@ produces it:
     log = JsonLines("results.jsonl")        # or "-" for stdout
     log.write(result.to_json())             # written and flushed: `tail -f` sees it now
 
-A JSON-lines file is a log, not an artefact: it is written in place, one whole line per
-write, flushed per line, so a crash leaves every line written so far intact and parseable
-(and a reader never waits for the end of a run).
+A JSON-lines file is a log, not an artefact: it is appended to (a restarted run continues
+it; nothing in it is ever truncated), one whole line per write, unbuffered, so a crash
+leaves every line written so far intact and parseable (and a reader never waits for the
+end of a run). See docs/operations.md, "Files edgevid writes".
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import stat
 import sys
 import threading
 import time
@@ -26,6 +30,8 @@ from urllib.parse import urlsplit
 
 from edgevid.errors import EdgevidError, require
 
+DRAIN_S = 0.5  # at the end, how long a FIFO / device gets to take the queued lines
+
 
 def dumps(record: dict) -> str:
     """One JSON line; non-ASCII labels stay readable (UTF-8, not \\u escapes)."""
@@ -33,33 +39,111 @@ def dumps(record: dict) -> str:
 
 
 class JsonLines:
-    """A live JSON-lines log on a file (truncated when opened) or stdout (``-``)."""
+    """A live JSON-lines log: a file (appended to, never truncated), a FIFO or device, or
+    stdout (``-``). A line is written whole or not at all: on a regular file a failed
+    write (a full disk) is cut back to the last whole line and raises an OSError naming
+    the file. A FIFO, pipe or device is fed by a writer thread through a bounded queue
+    (``queue_size`` lines; beyond, new lines are dropped and counted), so a consumer that
+    stops reading never stalls the loop or a stop."""
 
-    def __init__(self, path: str | os.PathLike, what: str = "--json") -> None:
+    def __init__(self, path: str | os.PathLike, what: str = "--json", queue_size: int = 1000):
         self.name = str(path)
-        self.records = 0  # lines written
-        self._own = self.name != "-"
-        if not self._own:
-            self._f: TextIO = sys.stdout
-            return
-        p = Path(path)
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(p, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        except OSError as e:
-            raise EdgevidError(f"{what} {p}: cannot write ({e.strerror or e})") from None
+        self.records = 0  # lines written (or queued, for a FIFO / device)
+        self.dropped = 0  # lines dropped: the FIFO / device queue was full
+        self.created = False  # the file did not exist before: edgevid may remove it
+        self._stream: TextIO | None = None  # stdout without a file descriptor (tests)
+        self._fd: int | None = None
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None  # the writer thread's failure, raised on next write
+        if self.name == "-":
+            try:
+                sys.stdout.flush()
+                self._fd = sys.stdout.fileno()
+            except (AttributeError, OSError, ValueError):
+                self._stream = sys.stdout
+        else:
+            self._fd = _open_log(Path(path), what, self)
+        if self._fd is not None and not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            self._queue = queue.Queue(queue_size)
+            self._thread = threading.Thread(target=self._drain, name="jsonl-writer", daemon=True)
+            self._thread.start()
 
     def write(self, record: dict) -> None:
-        try:
-            self._f.write(dumps(record) + "\n")  # one write per line: never half a record
-            self._f.flush()
-        except OSError as e:  # a full disk: name the file, not just the cause
-            raise OSError(e.errno, e.strerror or str(e), self.name) from e
+        data = (dumps(record) + "\n").encode()
+        if self._error is not None:
+            raise self._error
+        if self._stream is not None:
+            self._stream.write(data.decode())
+            self._stream.flush()
+        elif self._queue is not None:
+            try:
+                self._queue.put_nowait(data)
+            except queue.Full:
+                self.dropped += 1
+                return
+        else:
+            self._append(data)
         self.records += 1
 
-    def close(self) -> None:
-        if self._own and not self._f.closed:
-            self._f.close()
+    def _append(self, data: bytes) -> None:
+        """Append ``data`` to the regular file whole, or cut the file back to where it was."""
+        assert self._fd is not None
+        good = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, good)
+            raise OSError(e.errno, e.strerror or str(e), self.name) from None
+
+    def _drain(self) -> None:  # the writer thread of a FIFO / device
+        fd, lines = self._fd, self._queue
+        assert fd is not None and lines is not None
+        try:
+            while (data := lines.get()) is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+        except OSError as e:
+            self._error = OSError(e.errno, e.strerror or str(e), self.name)
+        finally:
+            if self.name != "-":
+                os.close(fd)
+
+    def close(self, wait_s: float = DRAIN_S) -> None:
+        """Close; a FIFO / device gets ``wait_s`` to take the lines still queued (a
+        consumer that stopped reading keeps them, and is left to the exiting process)."""
+        if self._thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=wait_s)  # type: ignore[union-attr]
+            self._thread.join(timeout=wait_s)
+            self._thread = None
+        elif self._fd is not None and self.name != "-":
+            os.close(self._fd)
+        self._fd = None
+
+    @property
+    def unwritten(self) -> int:
+        """Lines queued for a FIFO / device that it had not taken at close."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+
+def _open_log(path: Path, what: str, log: JsonLines) -> int:
+    """Open ``path`` to append to (created if absent: ``log.created``); a FIFO blocks here
+    until its reader opens it (a stop signal still ends the wait)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o666)
+            log.created = True
+            return fd
+        except FileExistsError:
+            return os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError as e:
+        raise EdgevidError(f"{what} {path}: cannot write ({e.strerror or e})") from None
 
 
 # --- MQTT --------------------------------------------------------------------------------------
@@ -160,9 +244,10 @@ class MqttPublisher:
         else:  # success, or no connection right now: paho resends after reconnecting
             self.sent += 1
 
-    def close(self) -> None:
-        """Give queued messages ``flush_s`` to reach the broker, then disconnect."""
-        deadline = time.monotonic() + self.config.flush_s
+    def close(self, flush_s: float | None = None) -> None:
+        """Give queued messages ``flush_s`` (default: the config's) to reach the broker,
+        then disconnect."""
+        deadline = time.monotonic() + (self.config.flush_s if flush_s is None else flush_s)
         while self.delivered < self.sent and time.monotonic() < deadline:
             time.sleep(0.02)
         self._stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgevid._atomic import atomic_path
+from edgevid._atomic import atomic_path, remove_dead_temps
 from edgevid.core._cv import build_info, cv2
 from edgevid.core.video import check_written, open_writer
 from edgevid.errors import EdgevidError
@@ -177,6 +178,20 @@ class VideoSink:
         self.close(ok=exc_type is None)
 
 
+def part_path(path: Path, k: int) -> Path:
+    """Part ``k`` of a video written in parts: out-0000.mp4, out-0001.mp4, ..."""
+    return path.with_name(f"{path.stem}-{k:04d}{path.suffix}")
+
+
+def is_part_of(path: Path, name: str) -> bool:
+    """Whether the file name ``name`` is ``path`` or one of its parts."""
+    return (
+        name == path.name
+        or re.fullmatch(re.escape(path.stem) + r"-\d{4,}" + re.escape(path.suffix), name)
+        is not None
+    )
+
+
 class RollingVideoSink:
     """A video in parts of ``segment_s`` seconds: out-0000.mp4, out-0001.mp4, ...; each part
     is published (renamed into place) as soon as it is full, the last one when closed."""
@@ -191,7 +206,7 @@ class RollingVideoSink:
         self._part: VideoSink | None = None
 
     def part_path(self, k: int) -> Path:
-        return self.path.with_name(f"{self.path.stem}-{k:04d}{self.path.suffix}")
+        return part_path(self.path, k)
 
     def write(self, frame: np.ndarray) -> None:
         if self._part is None:
@@ -266,6 +281,8 @@ class Renderer:
         def sink(path: Path, fps: float) -> VideoSink | RollingVideoSink:
             return RollingVideoSink(path, fps, segment_s) if segment_s else VideoSink(path, fps)
 
+        for p in output_paths(output, len(lanes)) if output is not None else []:
+            remove_dead_temps(p.parent, functools.partial(is_part_of, p))  # a killed run's
         self.sinks = (
             [sink(p, lane.source.fps or 25.0) for p, lane in zip(
                 output_paths(output, len(lanes)), lanes, strict=True)]

@@ -37,6 +37,7 @@ from edgevid.runtime.stats import Stats
 from edgevid.runtime.streamer import Result, Streamer
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # each ends a run the same way
+STOP_FLUSH_S = 0.5  # after a stop signal, the most an MQTT outbox gets to drain
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Delivery:
             if target is not None:
                 self.publisher = MqttPublisher(target, mqtt)
         except BaseException:
-            self.close()
+            self.abort()
             raise
 
     def _log(self, path: str | os.PathLike, what: str) -> JsonLines:
@@ -115,19 +116,30 @@ class Delivery:
         return [Path(log.name) for log in self.logs.values() if log.name != "-"]
 
     def report(self) -> list[str]:
-        return [self.publisher.report()] if self.publisher is not None else []
+        lines = [self.publisher.report()] if self.publisher is not None else []
+        lines += [
+            f"{log.name}: {log.dropped} lines dropped (its reader fell behind), "
+            f"{log.unwritten} not taken at exit"
+            for log in self.logs.values()
+            if log.dropped or log.unwritten
+        ]
+        return lines
 
-    def close(self) -> None:
+    def close(self, stopping: bool = False) -> None:
+        """Close every output; ``stopping`` (a stop signal) bounds the time a broker that
+        is away gets for the queued messages, so the stop takes < 2 s."""
         for log in self.logs.values():
             log.close()
         if self.publisher is not None:
-            self.publisher.close()
+            flush = min(STOP_FLUSH_S, self.publisher.config.flush_s) if stopping else None
+            self.publisher.close(flush)
 
     def abort(self) -> None:
-        """Close, and remove the log files still empty: the run never started."""
+        """Close, and remove the log files this run created and never wrote to (the run
+        never started): every file that existed before is left as it was."""
         self.close()
         for log in self.logs.values():
-            if log.name != "-" and log.records == 0:
+            if log.created and log.records == 0:
                 Path(log.name).unlink(missing_ok=True)
 
 
@@ -172,7 +184,7 @@ def run_streams(
                     on_segment(event)
 
         try:
-            with _loop_signals():
+            with _loop_signals(streamer.stop):
                 for step in streamer.steps():
                     for i in step.stilled:  # a still stream's action has ended
                         emit(segmenters[i].finish())
@@ -199,7 +211,7 @@ def run_streams(
         streamer.close()
         written = renderer.close(ok) if renderer is not None else []
         if delivery is not None:  # on an error, logs nothing was written to are removed
-            delivery.close() if ok else delivery.abort()
+            delivery.close(_stop_requested()) if ok else delivery.abort()
     return RunOutcome(
         streamer.stats, written + delivery.files(), interrupted,
         (_STATE.received or "SIGINT") if interrupted else None,
@@ -215,6 +227,7 @@ class _SignalState:
     installed = False  # inside stop_on_signals
     mode = "raise"  # "raise" | "flag" | "ignore"
     received: str | None = None  # name of the first stop signal
+    on_stop: Callable[[], None] | None = None  # ends the loop now (Streamer.stop), in "flag"
 
 
 _STATE = _SignalState()
@@ -227,17 +240,20 @@ def _on_signal(signum: int, frame: object) -> None:
     _STATE.received = name
     if _STATE.mode == "raise":
         raise KeyboardInterrupt(name)
+    if _STATE.on_stop is not None:
+        _STATE.on_stop()
 
 
 @contextlib.contextmanager
-def _loop_signals() -> Iterator[None]:
-    """While the loop runs, a stop signal ends it after the step in progress (every frame
-    read is rendered and every result delivered); afterwards, signals are ignored."""
-    _STATE.mode = "flag"
+def _loop_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While the loop runs, a stop signal calls ``stop`` and ends the loop after the step
+    in progress (every frame read is rendered and every result delivered), even while no
+    frame arrives; afterwards, signals are ignored."""
+    _STATE.mode, _STATE.on_stop = "flag", stop
     try:
         yield
     finally:
-        _STATE.mode = "ignore"
+        _STATE.mode, _STATE.on_stop = "ignore", None
 
 
 def _stop_requested() -> bool:

@@ -171,6 +171,7 @@ class Streamer:
         self.stats = Stats()
         self._backend_timed = False  # the backend's timings() merged into stats
         self._wake = threading.Event()  # set by any capture thread with a new frame
+        self.stopping = False  # set by stop(): the loop ends within WAIT_S, whatever it waits on
         self.lanes: list[_Lane] = []
         try:
             for i, uri in enumerate(uris):
@@ -219,9 +220,14 @@ class Streamer:
         for segmenter in segmenters:
             yield from segmenter.finish()
 
+    def stop(self) -> None:
+        """End :meth:`steps` within WAIT_S, from anywhere (a signal handler: a plain flag,
+        no lock), even while no frame arrives."""
+        self.stopping = True
+
     def steps(self) -> Iterator[Step]:
         with self:
-            while any(lane.active for lane in self.lanes):
+            while not self.stopping and any(lane.active for lane in self.lanes):
                 frames = self._read()
                 pushed = [(frame.stream, self._push(frame)) for frame in frames]
                 due = [lane for _, lane in pushed if isinstance(lane, _Lane)]
@@ -235,17 +241,25 @@ class Streamer:
     def _read(self) -> list[Frame]:
         """At most one frame per active stream. Files are read in lockstep (waiting for
         their next frame, so their windows line up and batch); live streams never wait:
-        the loop sleeps only while no live stream has a frame."""
-        while True:
+        the loop sleeps only while no live stream has a frame. Every wait is WAIT_S at
+        most, then :attr:`stopping` is checked (none: a stop ends the step)."""
+        while not self.stopping:
             self._wake.clear()
-            frames = [
-                f
-                for lane in self.lanes
-                if lane.active and (f := lane.source.get(timeout=0.0 if lane.source.live else None))
-            ]
+            frames = [f for lane in self.lanes if lane.active and (f := self._next(lane))]
             if frames or not any(lane.active for lane in self.lanes):
                 return frames
             self._wake.wait(WAIT_S)
+        return []
+
+    def _next(self, lane: _Lane) -> Frame | None:
+        """``lane``'s next frame: at once for a live stream, else once it is decoded."""
+        if lane.source.live:
+            return lane.source.get(timeout=0.0)
+        while not self.stopping:
+            frame = lane.source.get(timeout=WAIT_S)
+            if frame is not None or lane.source.done:
+                return frame
+        return None
 
     def _push(self, frame: Frame) -> _Lane | object | None:
         """Buffer ``frame``; return its lane if an inference is due now, ``_STILLED`` if its
@@ -340,6 +354,8 @@ class Streamer:
         self.close()
 
     def close(self) -> None:
+        for lane in self.lanes:  # all stop at once, then each is waited for
+            lane.source.close(timeout=0.0)
         for lane in self.lanes:
             lane.source.close()
             lane.counts.frames_dropped = lane.source.frames_dropped

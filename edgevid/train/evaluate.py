@@ -152,10 +152,13 @@ def load_predictor(path: str | os.PathLike, device: str = "cpu") -> tuple[Predic
     if "://" not in str(path) and not path_.exists():
         raise ModelError(f"{path}: no such model (a checkpoint folder or a model file)")
     if path_.is_dir() and (path_ / META_FILENAME).is_file():
+        import torch
+
         from edgevid.train.checkpoint import load_checkpoint
 
-        model, meta = load_checkpoint(path_, device="cuda" if device == "cuda" else "cpu")
-        return torch_predictor(model, "cuda" if device == "cuda" else "cpu"), meta
+        on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        model, meta = load_checkpoint(path_, device="cuda" if on_gpu else "cpu")
+        return torch_predictor(model, "cuda" if on_gpu else "cpu"), meta
     from edgevid.runtime.classifier import Classifier
 
     clf = Classifier(path, device=device)
@@ -168,7 +171,7 @@ def score_model(
     split: str = "test",
     *,
     batch_size: int = 8,
-    device: str = "cpu",
+    device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """``edgevid eval``: score a checkpoint or any model file on a split or a folder of clips.

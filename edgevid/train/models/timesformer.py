@@ -114,10 +114,14 @@ def load_pretrained(weights: str) -> TimesformerForVideoClassification:
     except (OSError, ValueError) as e:
         hint = (
             f"download it once where there is a network (huggingface-cli download "
-            f"{DEFAULT_WEIGHTS} --local-dir DIR) and pass --weights DIR"
+            f"{DEFAULT_WEIGHTS} --local-dir DIR) and pass the folder: weights=DIR in Python, "
+            "--weights DIR on the command line"
         )
         where = "local folder" if local else "hub id"
-        raise ModelError(f"cannot load TimeSformer weights from {where} {weights!r}: {hint}") from e
+        cause = type(e).__name__  # one line: the hub client's own chain is pages long
+        raise ModelError(
+            f"cannot load TimeSformer weights from {where} {weights!r} ({cause}): {hint}"
+        ) from None
 
 
 def build_timesformer(

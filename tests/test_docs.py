@@ -1,0 +1,69 @@
+"""The documentation site builds with warnings as errors, every page is reachable, and the
+numbers it shows come from the benchmark JSON (README included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nav_pages(nav) -> list[str]:
+    out = []
+    for item in nav:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        out += nav_pages(value) if isinstance(value, list) else [value]
+    return out
+
+
+def mkdocs_config() -> dict:
+    return yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.SafeLoader)
+
+
+def test_every_docs_page_is_in_the_nav():
+    listed = set(nav_pages(mkdocs_config()["nav"]))
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert pages == listed
+
+
+def test_the_readme_demo_table_is_generated_from_the_results_file():
+    text = (ROOT / "README.md").read_text()
+    assert report.with_demo_table(text) == text, "run: python benchmarks/report.py --readme"
+    doc = json.loads(report.DEMO_JSON.read_text())
+    for row in doc["rows"]:  # and the table shows the file's accuracies
+        cells = f"| {row['model']} | {row['variant']} | {row['layers']} |"
+        line = next(ln for ln in text.splitlines() if ln.startswith(cells))
+        assert all(f" {row[k]:.3f} " in line for k in report.ACCURACY_KEYS)
+
+
+@pytest.mark.slow
+def test_the_site_builds_strict_with_generated_pages(tmp_path):
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "WARNING" not in r.stderr
+    bench = (site / "benchmarks" / "index.html").read_text()
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        assert path.name in bench  # every results file has its section
+    triton = json.loads((ROOT / "benchmarks" / "results" / "bench_triton.json").read_text())
+    assert f"<td>{triton['rows'][0]['p50']:.4g}</td>" in bench  # numbers from the JSON
+    cli = (site / "cli" / "index.html").read_text()
+    for command in ("checks", "run", "bench", "eval", "export", "variants"):
+        assert f"edgevid {command}" in cli  # the reference is generated from click
+    assert "--config" in cli and "EDGEVID_RUN_" in cli
+    api = (site / "api" / "index.html").read_text()
+    assert "Classifier" in api and "create_model" in api  # from the docstrings
+    models = (site / "guide" / "models" / "index.html").read_text()
+    assert "GFLOPs" in models and "prune8" in models  # edgevid variants, run at build time
+    assert "Unreleased" in (site / "changelog" / "index.html").read_text()
