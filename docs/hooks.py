@@ -5,7 +5,9 @@
 ``benchmarks/report.py``, the one renderer the README's demo table also comes from.
 ``<!-- benchmark: FILE.json -->`` one of them (where a guide discusses it), and
 ``<!-- output: edgevid ARGS -->`` becomes what that command prints now (a computed listing,
-such as ``edgevid variants``, is never copied into a page by hand).
+such as ``edgevid variants``, is never copied into a page by hand). The plots benchmarks
+write (``benchmarks/results/*.png``) are served as ``results/NAME.png``: a page shows the
+one its benchmark drew last, never a copy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ import sys
 from pathlib import Path
 
 _REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+_PLOTS = _REPORT.parent / "results"
+
+
+def on_files(files, config):
+    from mkdocs.structure.files import File
+
+    for png in sorted(_PLOTS.glob("*.png")):
+        files.append(File.generated(config, f"results/{png.name}", abs_src_path=str(png)))
+    return files
 
 
 def _report():

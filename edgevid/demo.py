@@ -3,6 +3,7 @@
     data ─► train (TimeSformer + scratch baseline) ─► prune (importance + distillation)
          ─► export (FP32 / FP16 / INT8 ONNX, verified) ─► evaluate every graph
          ─► run the runtime on a video ─► one results table
+         ─► plan: which model to deploy on this CPU (edgevid plan --quick)
 
 With no arguments it makes the synthetic motion dataset and trains the tiny
 configurations; with ``weights`` (a local Kinetics-400 TimeSformer folder) and ``data``
@@ -43,6 +44,7 @@ class DemoConfig:
     # more cores would train other models. The reference machine's count, where
     # benchmarks/results/demo.json was measured.
     threads: int = 2
+    plan: bool = True  # end with `edgevid plan --quick` for 30 fps, one inference per 8 frames
     progress: bool = True  # progress bars
 
     @property
@@ -78,6 +80,8 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> DemoResult:
     graphs = stage("export", lambda: _export(cfg, runs, data_root, out / "exports", log))
     res.rows = stage("evaluate", lambda: _evaluate(graphs, runs, manifest, log))
     res.artefacts = stage("runtime", lambda: _runtime(cfg, graphs, manifest, out, log))
+    if cfg.plan:
+        res.artefacts.update(stage("plan", lambda: _plan(cfg, runs, data_root, out, log)))
     res.artefacts.update({f"run:{k}": str(v) for k, v in runs.items()}, dataset=str(data_root),
                          results=str(out / "results.json"),
                          table=str(out / "results.md"))  # fmt: skip
@@ -220,6 +224,26 @@ def _run_stream(source: Path, model: Path, video_out: Path, json_out: Path) -> d
 
     streamer = Streamer([str(source)], str(model), StreamConfig(every=4))
     return run_streams(streamer, output=video_out, json_path=json_out).stats.summary()
+
+
+def _plan(cfg: DemoConfig, runs: dict[str, Path], data_root: Path, out: Path, log: Log):
+    import shlex
+
+    from edgevid.plan.run import PlanConfig, plan
+    from edgevid.plan.search import Constraints, budget_ms
+
+    constraints = Constraints(budget_ms(None, fps=30.0, every=8))
+    pc = PlanConfig.quick(checkpoint=runs["timesformer"], data=data_root, out=out / "plan",
+                          constraints=constraints, sources=(str(out / "demo_input.mp4"),),
+                          progress=cfg.progress)  # fmt: skip
+    result = plan(pc, log=log)
+    log(result.files["table"].read_text(encoding="utf-8"))
+    log(result.selection.message)
+    written = {f"plan:{k}": str(v) for k, v in result.files.items()}
+    if result.command:
+        log(f"run it: {shlex.join(result.command)}")
+        written["plan:command"] = shlex.join(result.command)
+    return written
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ def test_demo_reproduces_the_results_table(tmp_path, media_dir):
     assert [{k: r[k] for k in keys} for r in results["rows"]] == [
         {k: r[k] for k in keys} for r in expected
     ]
+    plan = json.loads((out / "plan" / "plan.json").read_text())  # the demo ends with a plan
+    assert plan["constraints"]["budget_ms"] == pytest.approx(8000 / 30)
+    assert results["artefacts"]["plan:command"] == plan["command"]
+    assert plan["command"].startswith("edgevid run --source ")
     for row in results["rows"]:
         for precision in DEMO_COLUMNS:  # every column of the table, from the precision table
             assert row[f"ms_{precision}"] > 0
@@ -70,7 +74,7 @@ def test_demo_for_real_with_a_weights_folder_and_a_dataset(tmp_path, media_dir):
     cmd = [sys.executable, "-m", "edgevid", "demo", "--weights", str(tmp_path / "k400"),
            "--data", str(data), "--epochs", "1", "--out", str(out), "--media", str(media_dir),
            "--quiet"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 

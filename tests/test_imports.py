@@ -25,8 +25,9 @@ ALLOWED = {
     "calib": {"core"},
     "export": {"core", "calib", "train", "runtime"},
     "train": {"core", "runtime"},
-    "cli": {"core", "runtime", "train", "export", "calib", "demo", "checks"},
-    "demo": {"core", "runtime", "train", "export"},
+    "plan": {"core", "runtime", "train", "export"},
+    "cli": {"core", "runtime", "train", "export", "calib", "plan", "demo", "checks"},
+    "demo": {"core", "runtime", "train", "export", "plan"},
     "checks": {"core"},
 }
 BASE = {"edgevid", "edgevid.errors", "edgevid._atomic", "edgevid.progress"}

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from edgevid.core.video import probe_video
+from edgevid.runtime.outputs import AVAILABILITY
 from tests.conftest import check_record, read_records
 from tests.test_delivery import free_port, wait_for_lines
 from tests.test_stream import edgevid
@@ -46,11 +47,14 @@ class Broker:
     def __init__(self, folder: Path) -> None:
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
+        self.conf.write_text(self.config())
+        self.proc: subprocess.Popen | None = None
+
+    def config(self) -> str:
+        return (
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "log_dest stderr\n"
         )
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> Broker:
         self.proc = subprocess.Popen(
@@ -80,13 +84,18 @@ class Broker:
 
 
 class Subscriber:
-    """Collects every message under ``topic`` (QoS 1), resubscribing after a reconnect."""
+    """Collects every message under ``topic`` (QoS 1), resubscribing after a reconnect; the
+    availability messages (``online`` / ``offline``, not JSON) apart, in ``availability``.
+    ``setup`` prepares the client before it connects (credentials, TLS)."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, setup=None) -> None:
         self.messages: list[tuple[str, dict, float]] = []  # (topic, payload, arrival time)
+        self.availability: list[tuple[str, bool]] = []  # (payload, retained)
         self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{os.getpid()}")
         c.reconnect_delay_set(1, 1)
+        if setup is not None:
+            setup(c)
         subscribed = threading.Event()
         c.on_connect = lambda cl, *a: cl.subscribe([(topic, 1), (f"{topic}/#", 1)])
         c.on_subscribe = lambda *a: subscribed.set()
@@ -98,6 +107,9 @@ class Subscriber:
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
+            if msg.topic.endswith(f"/{AVAILABILITY}"):
+                self.availability.append((msg.payload.decode(), bool(msg.retain)))
+                return
             payload = check_record(json.loads(msg.payload))  # the shipped schema of its type
             self.messages.append((msg.topic, payload, time.monotonic()))
 
@@ -132,6 +144,7 @@ def test_every_result_and_segment_arrives_in_order(tiny_onnx, media_dir, tmp_pat
     assert [m for t, m, _ in got if t == "edgevid/cam0"] == results  # all, in order, intact
     assert [m for t, m, _ in got if t == "edgevid/cam0/segments"] == events
     assert len(got) == len(results) + len(events)
+    assert [p for p, _ in sub.availability] == ["online", "offline"]  # a clean end says so
     m = SUMMARY.search(proc.stderr)
     assert m.groups() == (uri, str(len(got)), "0", "0", "0")
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import click
 
 from edgevid import __version__
+from edgevid.core.redact import redact
 from edgevid.errors import EdgevidError
 
 # torch's OpenMP threads spin while they wait for work by default. On a machine that runs
@@ -43,10 +44,11 @@ class EdgevidGroup(click.Group):
                 rv = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx is not None else "edgevid"
-            click.echo(f"edgevid: error: {e.format_message()} (see '{where} --help')", err=True)
+            message = redact(e.format_message())
+            click.echo(f"edgevid: error: {message} (see '{where} --help')", err=True)
             _exit(e.exit_code)
         except click.ClickException as e:
-            click.echo(f"edgevid: error: {e.format_message()}", err=True)
+            click.echo(f"edgevid: error: {redact(e.format_message())}", err=True)
             _exit(e.exit_code)
         except click.Abort:
             click.echo("edgevid: aborted", err=True)
@@ -57,10 +59,10 @@ class EdgevidGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgevidError as e:
-            click.echo(f"edgevid: error: {e}", err=True)
+            click.echo(f"edgevid: error: {redact(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:
-            click.echo(f"edgevid: error: {os_error_line(e)}", err=True)
+            click.echo(f"edgevid: error: {redact(os_error_line(e))}", err=True)
             ctx.exit(1)
         except Terminated:
             click.echo("edgevid: terminated (SIGTERM); nothing incomplete was kept", err=True)
@@ -130,6 +132,8 @@ def main(verbose: int, quiet: int) -> None:
       edgevid export --variant prune4 --fp16
       edgevid compile prune4.onnx       on a Jetson: a TensorRT engine, cached
       edgevid run --source /dev/video0 --model prune4.onnx
+    Or let measurements choose the model for this device:
+      edgevid plan --checkpoint RUN/best --data ROOT --fps 30 --every 8 --max-drop 1
     Or all of it at once, offline on a CPU: edgevid demo
     Your environment, for a bug report: edgevid checks
 
@@ -180,7 +184,7 @@ def _quiet_libraries() -> None:
 
 # One module per stage; each lists its click commands in COMMANDS.
 _COMMAND_MODULES = (
-    "data", "models", "train", "export", "compile", "run", "bench", "demo", "checks",
+    "data", "models", "train", "export", "compile", "run", "bench", "plan", "demo", "checks",
 )  # fmt: skip
 
 

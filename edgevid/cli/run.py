@@ -75,10 +75,12 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=None,
     help="Live JSON-lines log of action segments (opened / closed): FILE or -.",
 )
-@click.option("--publish", default=None, metavar="mqtt://HOST[:PORT]/TOPIC",
+@click.option("--publish", default=None, metavar="mqtt[s]://[USER[:PASS]@]HOST[:PORT]/TOPIC",
               help="Publish every result to TOPIC and every segment event to TOPIC/segments "
-              "(needs edgevid[mqtt]). A dead broker never stalls the video: messages wait "
-              "in a bounded outbox, then are dropped and counted.")  # fmt: skip
+              "(needs edgevid[mqtt]); TOPIC/availability (retained) says online/offline, "
+              "offline also as the last will when the process dies. mqtts:// is TLS. A dead "
+              "broker never stalls the video: messages wait in a bounded outbox, then are "
+              "dropped and counted.")  # fmt: skip
 @click.option(
     "--mqtt-outbox",
     default=1000,
@@ -86,6 +88,11 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     type=click.IntRange(min=1),
     help="Messages held while the broker is away before new ones are dropped.",
 )
+@click.option("--mqtt-ca", type=click.Path(dir_okay=False), default=None,
+              help="CA certificate (PEM) that signed an mqtts:// broker's certificate "
+              "[default: $EDGEVID_MQTT_CA, else the system's CAs]. Credentials: "
+              "mqtt://USER:PASSWORD@HOST/TOPIC, or $EDGEVID_MQTT_USERNAME and "
+              "$EDGEVID_MQTT_PASSWORD (kept off the command line).")  # fmt: skip
 @click.option("--segment-threshold", default=0.5, show_default=True,
               type=click.FloatRange(0, 1),
               help="A label must reach this probability to open a segment.")  # fmt: skip
@@ -132,7 +139,8 @@ def run(
     sources: tuple[str, ...], model: str, every: int, stride: int | None, gate: str,
     motion_threshold: int, motion_area: float, smooth: str,
     threshold: float, top_k: int, json_path: str, events_path: str | None,
-    publish: str | None, mqtt_outbox: int, segment_threshold: float, segment_release: float,
+    publish: str | None, mqtt_outbox: int, mqtt_ca: str | None, segment_threshold: float,
+    segment_release: float,
     segment_min_s: float | None, output: Path | None, output_segment_s: float | None,
     show: bool, realtime: bool, max_frames: int | None, reconnect_timeout: float,
     timeout: float, queue_size: int, device: str, precision: str | None, threads: int | None,
@@ -170,6 +178,7 @@ def run(
       edgevid run -s csi://0 -m prune4.engine --publish mqtt://broker:1883/edgevid/cam0 \\
           --output live.mp4 --output-segment-s 300
     """
+    from edgevid.core.redact import redact
     from edgevid.runtime.capture import CaptureConfig
     from edgevid.runtime.classifier import Classifier
     from edgevid.runtime.health import HealthConfig, Monitor
@@ -193,7 +202,8 @@ def run(
     check_output_paths(sources, model, json_path, events_path, output, output_segment_s)
     with stop_on_signals():
         # outputs first: a bad path or an unreachable broker fails before the model loads
-        delivery = Delivery(json_path, events_path, publish, MqttConfig(outbox=mqtt_outbox))
+        mqtt = MqttConfig(outbox=mqtt_outbox, ca=mqtt_ca)
+        delivery = Delivery(json_path, events_path, publish, mqtt)
         monitor = None
         try:  # the metrics port is bound now too: one in use fails before the model loads
             health = HealthConfig(status_s, unhealthy_after, metrics_port, metrics_host, not quiet)
@@ -216,7 +226,7 @@ def run(
             read = sum(c.frames_read for c in streamer.stats.streams)
             if not quiet and (outcome is not None or read):
                 click.echo(streamer.stats.format(), err=True)
-                click.echo(f"  model {model} on {clf.backend.name}", err=True)
+                click.echo(f"  model {redact(model)} on {clf.backend.name}", err=True)
     if quiet:  # the summary names damaged files otherwise
         for damaged in streamer.stats.summary()["damaged_files"]:
             click.echo(f"edgevid: warning: {damaged}", err=True)

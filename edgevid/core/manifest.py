@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgevid._atomic import write_json
+from edgevid.core.meta import MAX_CLIP_SECONDS, MAX_FPS
 from edgevid.core.schema import at_least, between, non_empty, read_json, unique
 from edgevid.core.video import is_video_file, probe_video
 from edgevid.errors import DataError, VideoError
@@ -55,11 +56,14 @@ class Manifest:
         "classes": (non_empty, unique),
         "splits": lambda d: None if set(d) <= set(SPLITS) else f"keys must be among {SPLITS}",
         "ratios": between(0, 1),
+        "seed": at_least(0),
+        "extra": lambda d: _clip_statistics(d),
     }
     REQUIRED = ("root", "classes", "splits")
 
     def paths(self, split: str) -> list[Path]:
-        return [Path(self.root) / s.path for s in self.splits[split]]
+        """The clips of ``split``; a clip that leaves the root (a symlink out) is refused."""
+        return [sample_path(self.root, s.path) for s in self.splits[split]]
 
     def labels(self, split: str) -> list[int]:
         return [s.label for s in self.splits[split]]
@@ -88,7 +92,11 @@ class Manifest:
         return write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Manifest:
+    def load(cls, path: str | os.PathLike, root: str | os.PathLike | None = None) -> Manifest:
+        """The manifest at ``path``, its clips under ``root``: the dataset folder the user
+        gave. Without one: the manifest's own folder when it holds the class folders (a
+        manifest inside its dataset, wherever that was copied), else the stored root (a
+        relative one from the manifest's folder), as a run's copy of its split has it."""
         path = Path(path)
         d = read_json(cls, path, "manifest", DataError)
         last = len(d["classes"]) - 1
@@ -101,9 +109,19 @@ class Manifest:
         if bad:
             raise DataError(f"{path}: invalid manifest: {'; '.join(bad[:5])}")
         m = cls.from_dict(d)
-        if not Path(m.root).is_absolute():  # relative roots are relative to the manifest
-            m.root = str((path.parent / m.root).resolve())
+        if root is None and all((path.parent / c).is_dir() for c in m.classes):
+            root = path.parent  # the dataset it sits in, not where it was split
+        m.root = str((Path(root) if root is not None else path.parent / m.root).resolve())
         return m
+
+
+def _clip_statistics(extra: dict[str, Any]) -> str | None:
+    """The clip statistics training takes its sampling from must be numbers in range."""
+    for key, high in (("mean_duration_s", MAX_CLIP_SECONDS), ("median_fps", MAX_FPS)):
+        v = extra.get(key)
+        if v is not None and (type(v) not in (int, float) or not 0 < v <= high):
+            return f"{key} must be a number in (0, {high:g}], got {v!r}"[:120]
+    return None
 
 
 def _inside_root(path: str) -> str | None:
@@ -114,6 +132,21 @@ def _inside_root(path: str) -> str | None:
     return None
 
 
+def sample_path(root: str | os.PathLike, path: str) -> Path:
+    """``root / path``, refused (DataError) unless it stays inside ``root`` once symlinks
+    are followed: edgevid reads clips only inside the dataset folder it was given."""
+    root = Path(root).resolve()
+    full = root / path
+    if _inside_root(path) is not None:
+        raise DataError(f"{root}: clip {path!r} is not a path inside the dataset folder")
+    if not full.resolve().is_relative_to(root):
+        raise DataError(
+            f"{root}: clip {path!r} is a link to {full.resolve()}, outside the dataset folder "
+            "(edgevid reads clips only inside the folder it was given)"
+        )
+    return full
+
+
 def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[Path, int]]]:
     """List (classes, [(video path, label)]) of a folder-per-class dataset."""
     root = Path(root)
@@ -121,7 +154,7 @@ def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[tuple[Path, in
         raise DataError(f"{root}: dataset folder not found")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     items = [
-        (p, label)
+        (sample_path(root, str(p.relative_to(root))), label)
         for label, c in enumerate(classes)
         for p in sorted((root / c).iterdir())
         if p.is_file() and is_video_file(p)
@@ -266,7 +299,7 @@ def load_or_split(
         return Manifest.load(data)
     manifest_path = data / manifest_name
     if manifest_path.is_file():
-        return Manifest.load(manifest_path)
+        return Manifest.load(manifest_path, root=data)
     return split_dataset(data, seed=seed)
 
 

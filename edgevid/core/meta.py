@@ -16,7 +16,17 @@ from typing import Any
 from edgevid import __version__
 from edgevid._atomic import write_json
 from edgevid.core.precision import PRECISIONS
-from edgevid.core.schema import above, at_least, between, each, non_empty, one_of, read_json, unique
+from edgevid.core.schema import (
+    above,
+    at_least,
+    at_most,
+    between,
+    each,
+    non_empty,
+    one_of,
+    read_json,
+    unique,
+)
 from edgevid.errors import MetadataError
 
 META_FILENAME = "edgevid.json"  # beside a checkpoint
@@ -25,6 +35,12 @@ ONNX_META_KEY = "edgevid"  # metadata_props key inside an ONNX graph
 # Kinetics-400 TimeSformer (facebook/timesformer-base-finetuned-k400) preprocessing constants.
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
+
+# Upper bounds of the numbers a metadata file may hold (a value beyond is a broken file)
+MAX_CLIP_SECONDS = 24 * 3600.0  # a training clip's duration
+MAX_FPS = 1000.0  # frame rate of the training data
+MAX_STRIDE = 10_000  # frames between sampled frames
+MAX_LAYERS = 1000  # encoder layers
 
 INPUT_FORMATS = ("float", "uint8")  # (B,T,3,H,W) normalised float | (B,T,H,W,3) uint8 RGB
 SAMPLING_MODES = ("uniform", "jittered", "strided", "random-stride")
@@ -44,9 +60,9 @@ class Sampling:
     CONSTRAINTS = {
         "num_frames": at_least(1),
         "mode": one_of(*SAMPLING_MODES),
-        "clip_seconds": above(0),
-        "frame_stride": at_least(1),
-        "fps": above(0),
+        "clip_seconds": (above(0), at_most(MAX_CLIP_SECONDS)),
+        "frame_stride": between(1, MAX_STRIDE),
+        "fps": (above(0), at_most(MAX_FPS)),
     }
     REQUIRED = ("num_frames", "mode")
 
@@ -83,8 +99,8 @@ class ModelMeta:
         "image_size": between(8, 8192),
         "mean": between(0, 1),
         "std": between(1e-6, 1),
-        "num_layers": at_least(1),
-        "kept_layers": each(at_least(0)),
+        "num_layers": between(1, MAX_LAYERS),
+        "kept_layers": each(between(0, MAX_LAYERS)),
         "precision": one_of(*PRECISIONS),
         "input_format": one_of(*INPUT_FORMATS),
     }

@@ -21,10 +21,10 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import types
 import typing
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Union
 
 Rule = Callable[[Any], str | None]  # returns the problem with a value, or None when it is fine
@@ -37,6 +37,10 @@ def at_least(low: float) -> Rule:
 
 def above(low: float) -> Rule:
     return lambda v: None if v is None or v > low else f"must be > {low}, got {v!r}"
+
+
+def at_most(high: float) -> Rule:
+    return lambda v: None if v is None or v <= high else f"must be <= {high}, got {v!r}"
 
 
 def between(low: float, high: float) -> Rule:
@@ -195,6 +199,120 @@ def validate(cls: type, data: Any, what: str, **kw: Any) -> None:
         raise ValueError(f"{what}: {'; '.join(shown)}")
 
 
+# --- reading: the one JSON loader of every file edgevid reads -------------------------------
+MAX_BYTES = 256 * 2**20  # larger JSON files are refused before they are read
+MAX_DEPTH = 32  # deeper nesting is refused (edgevid's own files nest a few levels)
+INT_RANGE = (-(2**63), 2**63 - 1)  # integers beyond 64 bits are refused
+
+
+class _OutOfRange(ValueError):
+    """A number JSON holds that no field of edgevid's files can take."""
+
+
+def _int(text: str) -> int:
+    if len(text) > 20:  # before the conversion: a 400-digit (or 10^6-digit) integer
+        raise _OutOfRange(f"integer {text[:12]}... ({len(text)} digits) is out of range")
+    value = int(text)
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise _OutOfRange(f"integer {text} is out of range (64 bits)")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _OutOfRange(f"number {text[:24]} is out of range")
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _OutOfRange(f"{text} is not a number (JSON has no NaN or Infinity)")
+
+
+def read_text(source: str | os.PathLike, what: str, error: type[Exception],
+              max_bytes: int = MAX_BYTES) -> str:  # fmt: skip
+    """The UTF-8 text of the regular file ``source``, at most ``max_bytes``; anything else
+    (missing, a folder, a FIFO or device, too large, unreadable, not UTF-8) raises ``error``."""
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise error(f"{source}: {what} not found") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise error(
+            f"{source}: {what} cannot be read ({getattr(e, 'strerror', None) or e})"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise error(f"{source}: {what} is {kind}")
+    try:
+        with open(source, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise error(f"{source}: {what} cannot be read ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise error(f"{source}: {what} is larger than {max_bytes // 2**20} MiB, edgevid's limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{source}: {what} is a binary file, not JSON (not UTF-8 at byte {e.start})"
+        ) from None
+
+
+def load_json(
+    source: str | os.PathLike,
+    what: str,
+    error: type[Exception],
+    text: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    finite: bool = True,
+) -> Any:
+    """The JSON value of the file ``source`` (or of ``text``, ``source`` naming it), or
+    ``error`` with one line: not a regular file, over ``max_bytes``, not UTF-8, not JSON,
+    nested deeper than MAX_DEPTH, a number out of range (an integer beyond 64 bits; NaN,
+    Infinity, 1e400 unless ``finite`` is False: a resume state records an infinite best
+    loss), or text that cannot be written back as UTF-8 (a lone surrogate)."""
+    if text is None:
+        text = read_text(source, what, error, max_bytes)
+    elif len(text) > max_bytes:
+        raise error(f"{source}: {what} is larger than {max_bytes // 2**20} MiB, edgevid's limit")
+    try:
+        floats = {"parse_float": _float, "parse_constant": _constant} if finite else {}
+        data = json.loads(text, parse_int=_int, **floats)
+    except json.JSONDecodeError as e:
+        raise error(f"{source}: {what} is not valid JSON ({e.msg})") from None
+    except _OutOfRange as e:
+        raise error(f"{source}: invalid {what}: {e}") from None
+    except (RecursionError, ValueError) as e:  # nesting beyond the parser's stack, digits
+        raise error(f"{source}: {what} is not usable JSON ({type(e).__name__})") from None
+    problem = _shape_problem(data)
+    if problem:
+        raise error(f"{source}: {what} {problem}")
+    return data
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Too deep, or a string (value or key) that is not encodable text; None when fine."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            stack.extend((k, depth) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    f"holds text that is not valid Unicode ({ascii(value)[:40]}: a lone surrogate)"
+                )
+    return None
+
+
 def read_json(
     cls: type,
     source: str | os.PathLike,
@@ -205,17 +323,7 @@ def read_json(
 ) -> dict[str, Any]:
     """The JSON object ``text`` (default: the file ``source``) checked against ``cls``; a
     missing, binary, malformed or invalid document raises ``error`` with one line."""
-    if text is None:
-        if not Path(source).is_file():
-            raise error(f"{source}: {what} not found")
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise error(f"{source}: {what} is a binary file, not JSON") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise error(f"{source}: {what} is not valid JSON ({e.msg})") from None
+    data = load_json(source, what, error, text)
     try:
         validate(cls, data, f"{source}: invalid {what}", **kw)
     except ValueError as e:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevid.core.redact import redact
 from edgevid.core.video import MAX_PIXELS
 from edgevid.errors import EdgevidError, SourceError, VideoError
 from edgevid.runtime.sources import FrameReader, SourceOptions, SourceSpec, resolve_source
@@ -85,7 +86,8 @@ class Source:
 
     @property
     def uri(self) -> str:
-        return self.spec.uri
+        """The source as printed and recorded: its credentials redacted (spec.uri opens it)."""
+        return redact(self.spec.uri)
 
     # --- consumer side ------------------------------------------------------------------------
     def start(self) -> Source:

@@ -23,11 +23,13 @@ import stat
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from edgevid.core.redact import redact
 from edgevid.errors import EdgevidError, require
 
 DRAIN_S = 0.5  # at the end, how long a FIFO / device gets to take the queued lines
@@ -147,33 +149,67 @@ def _open_log(path: Path, what: str, log: JsonLines) -> int:
 
 
 # --- MQTT --------------------------------------------------------------------------------------
+ENV_USERNAME = "EDGEVID_MQTT_USERNAME"  # broker user name when the URI has none
+ENV_PASSWORD = "EDGEVID_MQTT_PASSWORD"  # broker password when the URI has none (keeps it off argv)
+ENV_CA = "EDGEVID_MQTT_CA"  # CA certificate (PEM) for mqtts:// when --mqtt-ca is not given
+SCHEMES = {"mqtt": 1883, "mqtts": 8883}  # scheme -> default port; mqtts:// is MQTT over TLS
+AVAILABILITY = "availability"  # TOPIC/availability: retained "online", and "offline" as the will
+ONLINE, OFFLINE = b"online", b"offline"
+
+
 @dataclass(frozen=True)
 class MqttTarget:
     host: str  # broker host name or address
     port: int  # broker TCP port
     topic: str  # results go here; segment events to TOPIC/segments
+    tls: bool = False  # mqtts://: TLS, the broker's certificate checked (CA: ca, else the system's)
+    username: str | None = None  # from the URI, else $EDGEVID_MQTT_USERNAME
+    password: str | None = field(default=None, repr=False)  # URI, else $EDGEVID_MQTT_PASSWORD
+    ca: str | None = None  # CA file (PEM) for mqtts://: --mqtt-ca, else $EDGEVID_MQTT_CA
 
     @property
     def uri(self) -> str:
-        return f"mqtt://{self.host}:{self.port}/{self.topic}"
+        """The target as printed: never the password (the user name, where one is given)."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}/{self.topic}"
 
     @classmethod
-    def parse(cls, uri: str) -> MqttTarget:
-        """``mqtt://HOST[:PORT]/TOPIC`` (port 1883 by default) or raise one clear error."""
-        bad = f"--publish {uri!r}: expected mqtt://HOST[:PORT]/TOPIC"
-        parts = urlsplit(uri)
-        if parts.scheme != "mqtt":
-            raise EdgevidError(f"{bad} (only mqtt:// is supported)")
+    def parse(
+        cls, uri: str, ca: str | None = None, env: Mapping[str, str] = os.environ
+    ) -> MqttTarget:
+        """``mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC`` (port 1883, 8883 for mqtts) or
+        raise one clear error. Credentials the URI lacks come from the environment."""
+        bad = f"--publish {redact(uri)!r}: expected mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC"
         try:
-            port = parts.port or 1883
-        except ValueError:
-            raise EdgevidError(f"{bad} (bad port)") from None
+            parts = urlsplit(uri)
+            host = parts.hostname
+        except ValueError as e:  # a malformed IPv6 address
+            raise EdgevidError(f"{bad} ({e})") from None
+        if parts.scheme not in SCHEMES:
+            raise EdgevidError(f"{bad} (only mqtt:// and mqtts:// are supported)")
+        try:
+            port = parts.port or SCHEMES[parts.scheme]
+        except ValueError as e:
+            raise EdgevidError(f"{bad} (bad port: {e})") from None
         topic = parts.path.lstrip("/")
-        if not parts.hostname or not topic:
-            raise EdgevidError(f"{bad} (missing {'host' if not parts.hostname else 'topic'})")
+        if not host or not topic:
+            raise EdgevidError(f"{bad} (missing {'host' if not host else 'topic'})")
         if "#" in uri or any(c in topic for c in "+\0"):  # '#' would parse as a fragment
             raise EdgevidError(f"{bad} (a topic to publish on has no wildcards + or #)")
-        return cls(parts.hostname, port, topic)
+        username = unquote(parts.username) if parts.username else env.get(ENV_USERNAME) or None
+        password = unquote(parts.password) if parts.password else env.get(ENV_PASSWORD) or None
+        if password is not None and not username:
+            why = f"a password needs a user name: USER:PASSWORD@ or ${ENV_USERNAME}"
+            raise EdgevidError(f"{bad} ({why})")
+        tls = parts.scheme == "mqtts"
+        ca = ca or ((env.get(ENV_CA) or None) if tls else None)
+        if ca is not None and not tls:
+            raise EdgevidError(f"--mqtt-ca {ca}: a CA certificate is for mqtts:// (TLS) brokers")
+        if ca is not None and not Path(ca).is_file():
+            raise EdgevidError(f"--mqtt-ca {ca}: CA certificate file not found")
+        return cls(host, port, topic, tls, username, password, ca)
 
 
 @dataclass(frozen=True)
@@ -182,6 +218,7 @@ class MqttConfig:
     connect_timeout_s: float = 5.0  # first connection: fail the run if no broker by then
     flush_s: float = 3.0  # at the end, wait this long for queued messages to be delivered
     qos: int = 1  # 1: at least once, resent after a reconnect
+    ca: str | None = None  # CA certificate (PEM) of an mqtts:// broker (else $EDGEVID_MQTT_CA)
 
 
 class MqttPublisher:
@@ -190,6 +227,11 @@ class MqttPublisher:
     paho's network thread does the I/O and reconnects (every 1-2 s); messages
     wait in paho's bounded queue (``outbox``) while the broker is away and are sent in
     order once it is back. A full outbox drops the new message and counts it.
+
+    ``TOPIC/availability`` (retained) says whether the run is up: ``online`` on every
+    connect, ``offline`` at the end, and ``offline`` as the last will, which the broker
+    publishes itself when the connection dies without a goodbye (a crash, a SIGKILL, a
+    power cut).
     """
 
     def __init__(self, target: MqttTarget, config: MqttConfig | None = None) -> None:
@@ -201,30 +243,61 @@ class MqttPublisher:
         self.disconnects = 0  # times the broker went away
         self._closing = False  # our own disconnect at the end is not counted
         self._connected = threading.Event()
+        self._answered = threading.Event()  # the broker accepted or refused the first connect
+        self._refused: str | None = None  # the broker's reason for refusing it
+        self._own: set[int] = set()  # ids of "online" messages not yet acknowledged
         self._lock = threading.Lock()
         self._mqtt = mqtt
+        self.availability = f"{target.topic}/{AVAILABILITY}"
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgevid-{os.getpid()}")
         c.max_queued_messages_set(self.config.outbox)
         c.max_inflight_messages_set(min(20, self.config.outbox))
         c.reconnect_delay_set(1, 2)
         c.connect_timeout = self.config.connect_timeout_s
+        c.will_set(self.availability, OFFLINE, qos=1, retain=True)
+        if target.username:
+            c.username_pw_set(target.username, target.password)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         self._client = c
         try:
+            if target.tls:
+                c.tls_set(ca_certs=target.ca)
             c.connect(target.host, target.port, keepalive=30)
         except (OSError, ValueError) as e:
-            raise EdgevidError(f"{target.uri}: cannot connect to the MQTT broker ({e})") from None
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise EdgevidError(f"{target.uri}: cannot connect to the MQTT broker ({why})") from None
         c.loop_start()
-        if not self._connected.wait(self.config.connect_timeout_s):
+        if not self._answered.wait(self.config.connect_timeout_s) or self._refused:
             self._stop()
-            raise EdgevidError(f"{target.uri}: the MQTT broker did not accept the connection")
+            raise EdgevidError(self._refusal())
+
+    def _refusal(self) -> str:
+        """The one line for a first connection that did not succeed."""
+        if self._refused is None:
+            return f"{self.target.uri}: the MQTT broker did not accept the connection"
+        if self.target.username:
+            hint = f" as user {self.target.username!r}: check the user name and password"
+        else:
+            hint = (
+                ": give credentials in the URI (mqtt://USER:PASSWORD@HOST/TOPIC) or in "
+                f"${ENV_USERNAME} / ${ENV_PASSWORD}"
+            )
+        return f"{self.target.uri}: the MQTT broker refused the connection ({self._refused}){hint}"
 
     # paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if not reason_code.is_failure:
-            self._connected.set()
+        if reason_code.is_failure:
+            if not self._answered.is_set():
+                self._refused = str(reason_code)
+                self._answered.set()
+            return
+        info = client.publish(self.availability, ONLINE, qos=1, retain=True)
+        with self._lock:  # its acknowledgement comes later, in this same thread
+            self._own.add(info.mid)
+        self._connected.set()
+        self._answered.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if self._connected.is_set() and not self._closing:
@@ -233,7 +306,10 @@ class MqttPublisher:
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
         with self._lock:
-            self.delivered += 1
+            if mid in self._own:
+                self._own.discard(mid)
+            else:
+                self.delivered += 1
 
     def publish(self, record: dict, subtopic: str = "") -> None:
         """Queue ``record`` (never blocks); counted as dropped when the outbox is full."""
@@ -254,8 +330,15 @@ class MqttPublisher:
 
     def _stop(self) -> None:
         self._closing = True
+        info = None
+        if self._connected.is_set():  # a clean end: say so (the will is only for a lost link)
+            info = self._client.publish(self.availability, OFFLINE, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(min(1.0, self.config.flush_s))
         self._client.disconnect()
         self._client.loop_stop()
+        if info is not None and info.is_published():  # paho's thread has stopped: no race
+            self.delivered -= 1  # on_publish counted it as a record
 
     @property
     def undelivered(self) -> int:

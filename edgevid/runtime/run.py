@@ -77,7 +77,8 @@ class Delivery:
         self.events_log: JsonLines | None = None
         self.publisher: MqttPublisher | None = None
         self._lock = threading.Lock()  # the status thread writes too (runtime/health.py)
-        target = MqttTarget.parse(publish) if publish else None  # checked before any I/O
+        mqtt = mqtt or MqttConfig()
+        target = MqttTarget.parse(publish, mqtt.ca) if publish else None  # before any I/O
         try:
             if json_path is not None:
                 self.results_log = self._log(json_path, "--json")

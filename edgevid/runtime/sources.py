@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from edgevid.core._cv import build_info, cv2
+from edgevid.core.redact import redact
 from edgevid.core.sampling import uniform_indices
 from edgevid.core.video import (
     DecodeCount,
@@ -239,7 +240,15 @@ def resolve_source(
         raise SourceError("empty source: give a file, a folder, /dev/videoN, rtsp://..., csi://0")
     options = options or SourceOptions()
     kind = next(k for k in _KINDS if k.matches(uri))
-    return SourceSpec(uri, kind.name, kind.live, lambda: kind.opener(uri, options))
+    return SourceSpec(uri, kind.name, kind.live, lambda: _open(kind, uri, options))
+
+
+def _open(kind: SourceKind, uri: str, options: SourceOptions) -> FrameReader:
+    """Open with ``kind``; a failure's message never shows the URI's credentials."""
+    try:
+        return kind.opener(uri, options)
+    except SourceError as e:
+        raise SourceError(redact(str(e))) from None
 
 
 def open_reader(uri: str | int | os.PathLike, options: SourceOptions | None = None) -> FrameReader:

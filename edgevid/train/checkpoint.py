@@ -17,7 +17,6 @@ Written atomically as a whole folder, so a kill mid-save leaves the previous che
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,11 +32,14 @@ from transformers.utils import logging as hf_logging
 
 from edgevid._atomic import atomic_dir, write_json
 from edgevid.core.meta import META_FILENAME, ModelMeta, Sampling
+from edgevid.core.schema import load_json
 from edgevid.errors import MetadataError, ModelError
 from edgevid.train.models.registry import model_spec
 
 STATE_FILENAME = "training_state.json"  # resume state in last/: JSON, tensors referenced
 STATE_TENSORS = "training_state.safetensors"  # the tensors STATE_FILENAME refers to
+WEIGHTS = "model.safetensors"  # the only weights file a checkpoint is loaded from
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")  # refused, never loaded
 OLD_STATE_FILENAME = "training_state.pt"  # the pickled format before 0.x: refused, never loaded
 STATE_FORMAT = 2  # bumped when the layout of the JSON changes
 
@@ -154,10 +156,7 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
         )
     if not file.is_file():
         raise ModelError(f"{path}: no {STATE_FILENAME} to resume from (not a last/ checkpoint)")
-    try:
-        body = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{file}: resume state is not valid JSON ({e})") from e
+    body = load_json(file, "resume state", ModelError, finite=False)
     if not isinstance(body, dict) or body.get("format") != STATE_FORMAT:
         found = body.get("format") if isinstance(body, dict) else type(body).__name__
         raise ModelError(
@@ -185,10 +184,17 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[nn.Mo
         meta = ModelMeta.load(path)
     except MetadataError as e:
         raise ModelError(f"{path}: not an edgevid checkpoint ({e})") from e
+    if not (path / WEIGHTS).is_file() and any((path / p).exists() for p in PICKLED_WEIGHTS):
+        raise ModelError(
+            f"{path}: the weights are a pickle ({', '.join(PICKLED_WEIGHTS)}), which edgevid "
+            f"never loads (a pickle can run code); edgevid reads {WEIGHTS} only"
+        )
+    if not isinstance(load_json(path / "config.json", "checkpoint config", ModelError), dict):
+        raise ModelError(f"{path / 'config.json'}: checkpoint config is not a JSON object")
     cls = _model_class(model_spec(meta.variant).family)
     try:
         with _no_hf_progress_bars():
-            model = cls.from_pretrained(path)
+            model = cls.from_pretrained(path, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: checkpoint is corrupt or incomplete ({first})") from e

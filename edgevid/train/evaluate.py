@@ -207,7 +207,7 @@ def labelled_clips(
     data = Path(data)
     manifest = data if data.is_file() else data / "manifest.json"
     if manifest.is_file():
-        m = Manifest.load(manifest)
+        m = Manifest.load(manifest, root=None if data.is_file() else data)
         if split not in m.splits:
             raise DataError(f"{manifest}: no split {split!r} (has {', '.join(m.splits)})")
         unknown = sorted(set(m.classes) - set(labels))

@@ -291,9 +291,19 @@ class Trainer:
             labels.append(batch.labels)
         self.cache_seconds += time.perf_counter() - start
         if not feats:
-            raise DataError(f"{self.manifest.root}: no clip of the {name} split could be decoded")
+            raise self._undecodable(name)
         return CachedFeatures(
             torch.cat(feats), torch.cat(labels), torch.cat(teacher) if teacher else None
+        )
+
+    def _undecodable(self, split: str) -> DataError:
+        """The error of a split none of whose clips decoded: the first clip's reason."""
+        first = next(iter(self.skipped.values()), "")
+        why = f" (e.g. {first})" if first else ""
+        n = len(self.manifest.splits.get(split, []))
+        return DataError(
+            f"{self.manifest.root}: none of the {n} clips of the {split} split could be "
+            f"decoded{why}; no checkpoint is published"
         )
 
     def _loader(self, ds: ClipDataset) -> DataLoader:
@@ -444,6 +454,8 @@ class Trainer:
                         out.append(staged(pixel_values=batch.inputs.to(self.acc.device)).float())
                     ys.append(batch.labels)
         if not out:
+            if len(self.val_set):  # clips, none decodable: not the same as no val split
+                raise self._undecodable("val")
             return None
         y = torch.cat(ys).numpy()
         report = report_from_logits(torch.cat(out).cpu().numpy(), y, self.manifest.classes)
@@ -463,6 +475,8 @@ class Trainer:
             self._train_epoch(epoch)
             sums = [self.running[k] for k in ("loss", "correct", "count")]  # summed over processes
             r = self.acc.reduce(torch.tensor(sums, dtype=torch.float64, device=self.acc.device))
+            if r[2] == 0:  # nothing trained: never a best/ (or last/) from an untrained model
+                raise self._undecodable("train")
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "step": self.global_step,

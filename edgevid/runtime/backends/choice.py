@@ -29,7 +29,6 @@ lists avx512_bf16 without fast units behind it (the 2-core Xeon VM of benchmarks
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import platform
 import subprocess
@@ -43,6 +42,7 @@ import numpy as np
 from edgevid._atomic import write_json
 from edgevid.core.artifact import read_meta
 from edgevid.core.formats import auto_choice_path, is_format
+from edgevid.core.schema import load_json
 from edgevid.errors import MetadataError, ModelError
 from edgevid.runtime.backends.base import Backend, open_candidate
 
@@ -164,14 +164,21 @@ def time_candidate(model: str | os.PathLike, candidate: str, threads: int | None
 
 
 def read_cache(model: Path, key: dict) -> Choice | None:
+    """The cached choice, or None when there is none or it is stale or broken in any way
+    (then the candidates are timed again and the cache rewritten): never an error."""
     path = cache_path(model)
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        d = load_json(path, "backend cache", ModelError, max_bytes=2**20)
+    except ModelError:
         return None
     if not isinstance(d, dict) or d.get("key") != key or d.get("backend") not in CANDIDATES:
         return None
-    return Choice(d["backend"], dict(d.get("ms", {})), "cached", str(path))
+    ms = d.get("ms", {})
+    if not isinstance(ms, dict) or not all(
+        k in CANDIDATES and type(v) in (int, float) and v >= 0 for k, v in ms.items()
+    ):
+        return None
+    return Choice(d["backend"], {k: float(v) for k, v in ms.items()}, "cached", str(path))
 
 
 def choose_cpu_backend(model: str | os.PathLike, threads: int | None) -> tuple[Choice, Backend]:

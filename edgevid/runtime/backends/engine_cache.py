@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgevid.core.schema import load_json
 from edgevid.errors import EdgevidError, ModelError
 
 CACHE_ENV = "EDGEVID_ENGINE_CACHE"  # cache folder for every model
@@ -103,9 +104,9 @@ def cap_bytes() -> int:
 def recorded_key(entry: Entry) -> dict | None:
     """The key an entry's sidecar records, or None (no sidecar, not edgevid's)."""
     try:
-        meta = json.loads(entry.sidecar.read_text(encoding="utf-8"))
+        meta = load_json(entry.sidecar, "engine metadata", ModelError)
         return meta["extra"]["engine"]["cache_key"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ModelError, KeyError, TypeError):
         return None
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from edgevid.core.artifact import check_io
 from edgevid.core.meta import ModelMeta
+from edgevid.core.redact import redact
 from edgevid.errors import MetadataError, ModelError, require
 from edgevid.runtime.backends.base import Backend
 
@@ -58,7 +59,8 @@ class TritonURI:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{host}:{self.port}"
 
     def __str__(self) -> str:
         return f"{SCHEME}://{self.address}/{self.model}"
@@ -66,36 +68,48 @@ class TritonURI:
 
 def parse_uri(uri: str) -> TritonURI:
     """``triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S&retries=N]`` -> its parts, or
-    ModelError."""
-    parts = urlsplit(uri)
-    model = parts.path.strip("/")
+    ModelError (one line, the URI shown without its credentials)."""
+    shown = redact(uri) if uri.isprintable() else repr(redact(uri))  # one line, no secret
     try:
+        parts = urlsplit(uri)  # a malformed IPv6 host raises here, a bad port below
+        model, host = parts.path.strip("/"), parts.hostname
         port = parts.port or DEFAULT_PORT
-        query = {k: float(v[-1]) for k, v in parse_qs(parts.query, strict_parsing=False).items()}
     except ValueError as e:
-        raise ModelError(f"{uri}: malformed Triton URI ({e})") from None
-    unknown = set(query) - {"reconnect", "timeout", "retries"}
+        raise ModelError(f"{shown}: malformed Triton URI ({e})") from None
+    raw = {k: v[-1] for k, v in parse_qs(parts.query, strict_parsing=False).items()}
+    unknown = set(raw) - {"reconnect", "timeout", "retries"}
+    query = {k: _number(v) for k, v in raw.items() if k not in unknown}  # values never echoed
     retries = query.get("retries", TritonURI.retries)
     numbers_ok = (
-        all(math.isfinite(v) for v in query.values())
+        None not in query.values()
         and retries == int(retries) >= 0
+        and query.get("reconnect", TritonURI.reconnect_s) >= 0
         and query.get("timeout", TritonURI.timeout_s) > 0
     )
-    if not (parts.scheme == SCHEME and parts.hostname and model and "/" not in model) or (
+    if not (parts.scheme == SCHEME and host and model and "/" not in model) or (
         unknown or not numbers_ok
     ):
         raise ModelError(
-            f"{uri}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S&retries=N] "
+            f"{shown}: expected triton://HOST[:PORT]/MODEL[?reconnect=S&timeout=S&retries=N] "
             f"(gRPC port, default {DEFAULT_PORT}; timeout > 0, retries a whole number >= 0)"
         )
     return TritonURI(
-        parts.hostname,
+        host,
         port,
         model,
         reconnect_s=query.get("reconnect", TritonURI.reconnect_s),
         timeout_s=query.get("timeout", TritonURI.timeout_s),
         retries=int(retries),
     )
+
+
+def _number(text: str) -> float | None:
+    """A finite number, or None (a query value that is not one, NaN, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def next_step(status: str, lost_for_s: float, deadline_misses: int, uri: TritonURI) -> str:
