@@ -116,3 +116,38 @@ def with_stop_signals() -> None:
 
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def check_record(rec: dict, kind: str | None = None) -> dict:
+    """``rec`` against the shipped JSON Schema of its type (edgevid/schemas/<type>.json), and
+    no field the schema does not describe (the schemas let readers ignore new fields; the
+    tests keep the files complete). ``kind``: the type it must have."""
+    validator = _validator(rec.get("type") if kind is None else kind)
+    errors = sorted(str(e.message) for e in validator.iter_errors(rec))
+    assert not errors, f"{rec}: {errors}"
+    undocumented = set(rec) - set(validator.schema["properties"])
+    assert not undocumented, f"fields missing from the schema: {undocumented}"
+    return rec
+
+
+def read_records(source: str | Path, kind: str | None = None) -> list[dict]:
+    """Every line of a JSON-lines output (text, or a file), each checked by check_record."""
+    import json
+
+    text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+    return [check_record(json.loads(line), kind) for line in text.splitlines()]
+
+
+_VALIDATORS: dict = {}
+
+
+def _validator(kind: str):
+    if kind not in _VALIDATORS:
+        import jsonschema
+
+        from edgevid.runtime.records import schema
+
+        cls = jsonschema.Draft202012Validator
+        cls.check_schema(schema(kind))
+        _VALIDATORS[kind] = cls(schema(kind), format_checker=cls.FORMAT_CHECKER)
+    return _VALIDATORS[kind]

@@ -7,34 +7,38 @@ send them) and must end like Ctrl-C: summary, complete log, finished video, no t
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from edgevid.core.video import probe_video
-from tests.conftest import with_stop_signals
+from tests.conftest import read_records, with_stop_signals
 from tests.test_sources import MjpegServer
 from tests.test_stream import RESULT_KEYS, assert_clear_error, edgevid
 
 onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (onnx)")
 from tests.test_runtime_classifier import with_metadata  # noqa: E402
 
-EVENT_KEYS = {"stream", "source", "label", "start", "end", "score", "state"}
+EVENT_KEYS = {
+    "type", "schema", "time", "unix", "id", "stream", "source", "label", "start", "end", "score",
+    "state",
+}  # fmt: skip
 
 
 def complete_lines(path: Path) -> list[dict]:
-    """The whole lines of a JSON-lines file (a line being written is not one yet)."""
+    """The whole lines of a JSON-lines file (a line being written is not one yet), each
+    checked against the shipped schema of its type."""
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.split("\n")[:-1]]
+    return read_records(text[: text.rfind("\n") + 1])
 
 
 def wait_for_lines(path: Path, proc: subprocess.Popen, n: int = 1, timeout: float = 60) -> list:
@@ -71,10 +75,12 @@ def test_stop_signal_mid_stream_ends_like_ctrl_c(sig, tiny_onnx, media_dir, tmp_
     assert f"stopped by {sig.name}" in stderr and "segments:" in stderr
     text = log.read_text(encoding="utf-8")
     assert text.endswith("\n")
-    rows = [json.loads(line) for line in text.splitlines()]
+    rows = read_records(text, "result")
     assert len(rows) == inferences and all(set(r) == RESULT_KEYS for r in rows)
     assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
-    assert rows[0]["model"] == "tiny-prune8.onnx" and rows[0]["time"] > 1.7e9  # wall clock
+    assert rows[0]["model"] == "tiny-prune8.onnx" and rows[0]["unix"] > 1.7e9  # wall clock
+    iso = datetime.fromisoformat(rows[0]["time"].replace("Z", "+00:00"))  # ISO-8601 UTC
+    assert iso.timestamp() == pytest.approx(rows[0]["unix"], abs=1e-3)
     assert all(set(e) == EVENT_KEYS for e in complete_lines(events))
     assert probe_video(video).num_frames == read  # every frame read is in the video
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ev.jsonl", "live.mp4", "r.jsonl"]
@@ -104,7 +110,7 @@ def test_json_keeps_non_ascii_labels_readable(tiny_onnx, media_dir, tmp_path):
     assert len(lines) == 2 and "\\u" not in proc.stdout
     for word in labels[:3]:
         assert word in lines[0]
-    assert {t["label"] for t in json.loads(lines[0])["top_k"]} == set(labels)
+    assert {t["label"] for t in read_records(lines[0], "result")[0]["top_k"]} == set(labels)
 
 
 def free_port() -> int:
@@ -151,10 +157,12 @@ def test_events_log_pairs_every_open_with_its_close(tiny_onnx, tmp_path):
                    str(tmp_path / "r.jsonl"), "--events", "-", "--segment-threshold", "0.2",
                    "--segment-release", "0.15", "--segment-min-s", "0.3")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    events = read_records(proc.stdout, "segment")
     assert events and all(set(e) == EVENT_KEYS for e in events)
     opened = [e for e in events if e["state"] == "open"]
     closed = [e for e in events if e["state"] == "closed"]
     assert [(e["label"], e["start"]) for e in opened] == [(e["label"], e["start"]) for e in closed]
+    assert [e["id"] for e in opened] == [e["id"] for e in closed]  # the id pairs them
+    assert len({e["id"] for e in opened}) == len(opened)
     assert all(a["end"] <= b["start"] for a, b in zip(closed, closed[1:], strict=False))
     assert f"segments: {len(closed)}" in proc.stderr

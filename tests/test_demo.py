@@ -11,7 +11,7 @@ import pytest
 
 from edgevid.core.video import probe_video
 from edgevid.demo import PRECISIONS as DEMO_COLUMNS
-from tests.conftest import SYNTH_LABELS, needs_torch
+from tests.conftest import SYNTH_LABELS, needs_torch, read_records
 
 pytestmark = [needs_torch, pytest.mark.slow]
 
@@ -50,8 +50,7 @@ def test_demo_reproduces_the_results_table(tmp_path, media_dir):
     assert len(videos) == 2  # the synthetic test video and one real clip
     for video in videos:
         assert probe_video(video).num_frames > 0
-        lines = (out / "runtime" / f"{video.rsplit('/', 1)[-1][:-4]}.jsonl").read_text()
-        first = json.loads(lines.splitlines()[0])
+        first = read_records(out / "runtime" / f"{video.rsplit('/', 1)[-1][:-4]}.jsonl")[0]
         assert {"label", "score", "frame", "top_k"} <= set(first)
 
 

@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgevid.cli import main
-from tests.conftest import MEDIA, ROOT, needs_torch, with_stop_signals
+from tests.conftest import MEDIA, ROOT, needs_torch, read_records, with_stop_signals
 
 CLIP = MEDIA / "carphone_pristine.mp4"  # 120 frames, 176x144: the cheapest real clip
 
@@ -425,7 +425,7 @@ def test_disk_fault(
     live_log = disks["full"] / "r.jsonl"  # documented: run's --json is a live log, kept
     if "FULL/r.jsonl" in args and live_log.exists():
         text = live_log.read_text()
-        assert all(json.loads(line) for line in text.splitlines())  # whole lines only
+        assert all(read_records(text))  # whole lines only, each valid against its schema
         live_log.unlink()
     assert {k: snapshot(v) for k, v in disks.items()} == before  # no partial file anywhere
     assert a_file.read_text() == "keep me\n" and list(a_dir.iterdir()) == []
@@ -629,8 +629,7 @@ def _assert_whole(command: str, out: Path, killed: bool) -> None:
             assert not video.exists()
         else:
             assert probe_video(video).num_frames > 0
-            lines = (out / "r.jsonl").read_text().splitlines()
-            assert all(json.loads(line)["label"] for line in lines)
+            assert all(r["label"] for r in read_records(out / "r.jsonl", "result"))
 
 
 # --- 6. the network: variants without weights never touch it; offline is found at once ------

@@ -24,6 +24,7 @@ import pytest
 
 from edgevid.core.video import probe_video
 from edgevid.runtime.outputs import AVAILABILITY
+from tests.conftest import check_record, read_records
 from tests.test_delivery import free_port, wait_for_lines
 from tests.test_stream import edgevid
 
@@ -109,7 +110,8 @@ class Subscriber:
             if msg.topic.endswith(f"/{AVAILABILITY}"):
                 self.availability.append((msg.payload.decode(), bool(msg.retain)))
                 return
-            self.messages.append((msg.topic, json.loads(msg.payload), time.monotonic()))
+            payload = check_record(json.loads(msg.payload))  # the shipped schema of its type
+            self.messages.append((msg.topic, payload, time.monotonic()))
 
     def wait_for(self, n: int, timeout: float = 15) -> list[tuple[str, dict, float]]:
         deadline = time.monotonic() + timeout
@@ -133,8 +135,8 @@ def test_every_result_and_segment_arrives_in_order(tiny_onnx, media_dir, tmp_pat
                            str(tmp_path / "ev.jsonl"), "--segment-threshold", "0.2",
                            "--segment-release", "0.1")  # fmt: skip
             assert proc.returncode == 0, proc.stderr
-            results = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-            events = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+            results = read_records(tmp_path / "r.jsonl", "result")
+            events = read_records(tmp_path / "ev.jsonl", "segment")
             got = sub.wait_for(len(results) + len(events))
         finally:
             sub.close()
@@ -171,8 +173,7 @@ def test_broker_killed_mid_run_loses_no_frame(tiny_onnx, media_dir, tmp_path):
             broker.start()
             restarted_at = time.monotonic()
             stdout, stderr = proc.communicate(timeout=120)
-            produced = len(log.read_text().splitlines())
-            produced += len((tmp_path / "ev.jsonl").read_text().splitlines())
+            produced = len(read_records(log)) + len(read_records(tmp_path / "ev.jsonl"))
             got = sub.wait_for(produced, timeout=5)
         finally:
             sub.close()
@@ -190,3 +191,37 @@ def test_broker_killed_mid_run_loses_no_frame(tiny_onnx, media_dir, tmp_path):
     assert before and after  # delivery resumed after the reconnect
     frames = [msg["frame"] for t, msg, _ in got if t == "edge"]
     assert frames == sorted(frames)  # still in order
+
+
+@pytest.mark.slow
+def test_status_records_reach_the_broker_with_the_outbox(tiny_onnx, media_dir, tmp_path):
+    """--status-s with --publish: status records on TOPIC/status (valid against the schema,
+    with the MQTT counters), the same as those in the --json log; /metrics shows the
+    outbox gauge and the delivery counters while it runs."""
+    from tests.test_health import get, samples, start_run
+
+    log, port = tmp_path / "r.jsonl", free_port()
+    with Broker(tmp_path) as broker:
+        sub = Subscriber(broker.port, "cam")
+        try:
+            proc = start_run("-s", str(media_dir / "carphone_pristine.mp4"), "-m",
+                             str(tiny_onnx), "--realtime", "--json", str(log), "--status-s",
+                             "0.5", "--metrics-port", str(port),
+                             "--publish", f"mqtt://127.0.0.1:{broker.port}/cam")  # fmt: skip
+            wait_for_lines(log, proc, n=3)
+            metrics = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
+            _, stderr = proc.communicate(timeout=60)
+            logged = [r for r in read_records(log) if r["type"] == "status"]
+            got = sub.wait_for(len(read_records(log)))
+        finally:
+            sub.close()
+    assert proc.returncode == 0, stderr
+    published = [m for t, m, _ in got if t == "cam/status"]
+    assert logged and published == logged  # every status record, on both
+    assert all(m["type"] == "status" and set(m["mqtt"]) == {"outbox", "delivered", "dropped",
+               "disconnects"} for m in published)  # fmt: skip
+    assert published[-1]["mqtt"]["delivered"] > 0 and published[-1]["mqtt"]["dropped"] == 0
+    assert "edgevid_mqtt_outbox_messages" in metrics
+    assert metrics["edgevid_mqtt_delivered_total"] >= 1
+    assert metrics["edgevid_mqtt_dropped_total"] == 0
+    assert re.search(r"; mqtt outbox \d+$", stderr, re.M)

@@ -20,6 +20,7 @@ from edgevid.errors import ModelError  # noqa: E402
 from edgevid.export.verify import compare, judge  # noqa: E402
 from edgevid.runtime.backends import load_backend  # noqa: E402
 from edgevid.runtime.backends.choice import cache_path  # noqa: E402
+from tests.conftest import read_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "EDGEVID_CPU_BACKEND": "auto"}
@@ -246,7 +247,7 @@ def test_cli_run_prints_the_auto_choice_once(tiny_onnx, media_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     lines = [line for line in p.stderr.splitlines() if line.startswith("backend: ")]
     assert len(lines) == 1 and "(measured: " in lines[0]
-    assert [json.loads(line)["label"] for line in p.stdout.splitlines()]
+    assert [r["label"] for r in read_records(p.stdout, "result")]
 
 
 def test_export_openvino_writes_verified_ir_that_runs_like_the_graph(

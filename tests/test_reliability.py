@@ -19,7 +19,7 @@ import pytest
 
 from edgevid.core._cv import cv2
 from edgevid.core.video import write_video
-from tests.conftest import with_stop_signals
+from tests.conftest import read_records, with_stop_signals
 from tests.test_sources import MjpegServer
 from tests.test_stream import assert_clear_error, edgevid
 
@@ -82,8 +82,8 @@ def test_one_frame_video_is_padded_to_one_result(bad, tiny_onnx, tmp_path):
     proc = edgevid("run", "-s", str(bad["one_frame"]), "-m", str(tiny_onnx),
                    "--json", str(tmp_path / "r.jsonl"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    lines = (tmp_path / "r.jsonl").read_text().splitlines()
-    assert len(lines) == 1 and '"frame": 0' in lines[0]
+    (row,) = read_records(tmp_path / "r.jsonl", "result")
+    assert row["frame"] == 0
 
 
 OTHER_CASES = [  # (argv with {placeholders}, fragment, output that must not appear)
@@ -219,7 +219,7 @@ def test_image_folder_with_gray_and_rgba_images_runs(tiny_onnx, tmp_path):
         cv2.imwrite(str(folder / f"{i:03d}.png"), img)
     proc = edgevid("run", "-s", str(folder), "-m", str(tiny_onnx), "--json", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "r").read_text().count("\n") >= 1
+    assert len(read_records(tmp_path / "r", "result")) >= 1
 
 
 # --- faults -----------------------------------------------------------------------------------

@@ -16,15 +16,15 @@ from edgevid.core._cv import cv2
 from edgevid.core.video import iter_frames, probe_video, read_video
 from edgevid.runtime.classifier import Classifier
 from edgevid.runtime.streamer import Streamer, stream
-from tests.conftest import with_stop_signals
+from tests.conftest import read_records, with_stop_signals
 from tests.test_sources import FAST, MjpegServer
 
 onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (onnx)")
 from tests.test_runtime_classifier import with_metadata  # noqa: E402
 
 RESULT_KEYS = {
-    "stream", "source", "model", "time", "frame", "timestamp", "window_start", "label", "score",
-    "top_k", "latency_ms",
+    "type", "schema", "time", "unix", "stream", "source", "model", "frame", "timestamp",
+    "window_start", "label", "score", "top_k", "latency_ms",
 }  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def test_run_json_lines_schema(tiny_onnx, synth_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""  # --json FILE: nothing on stdout
     assert f"{n} frames read, 0 dropped" in proc.stderr and "inference" in proc.stderr
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_records(out, "result")
     assert len(rows) == len(range(7, n, 2))
     for row in rows:
         assert set(row) == RESULT_KEYS
@@ -192,7 +192,7 @@ def test_run_several_sources_writes_one_video_each(tiny_onnx, media_dir, tmp_pat
                    str(media_dir / "bikes.mp4"), "-m", str(tiny_onnx), "--max-frames", "24",
                    "-o", str(tmp_path / "out.avi"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    streams = [json.loads(line)["stream"] for line in proc.stdout.splitlines()]
+    streams = [r["stream"] for r in read_records(proc.stdout, "result")]
     assert sorted(streams) == [0, 0, 0, 1, 1, 1]
     for i, (w, h) in enumerate([(176, 144), (640, 272)]):
         cap = cv2.VideoCapture(str(tmp_path / f"out_{i}.avi"))
@@ -279,13 +279,13 @@ def test_lost_stream_via_cli_is_a_clear_error(tiny_onnx, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert err[-1] == f"edgevid: error: {srv.url}: stream lost and not back after 1 s"
-    m = re.search(r"(\d+) frames read, (\d+) dropped", err[0])
+    m = re.search(r"(\d+) frames read, (\d+) dropped", proc.stderr)
     read, dropped = int(m.group(1)), int(m.group(2))
-    assert read + dropped == 30  # the summary still comes first
+    assert read + dropped == 30  # the summary still comes, before the error
     # the JSON lines are a live log: every line written before the loss is there and whole
-    inferences = int(re.search(r"(\d+) inferences", err[0]).group(1))
+    inferences = int(re.search(r"(\d+) inferences", proc.stderr).group(1))
     log = tmp_path / "r.jsonl"  # (removed if the loss came before the first result)
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    rows = read_records(log, "result") if log.exists() else []
     assert len(rows) == inferences and all(set(r) == RESULT_KEYS for r in rows)
 
 
@@ -322,7 +322,7 @@ def test_ctrl_c_ends_a_run_cleanly(tiny_onnx, media_dir, tmp_path):
          "-m", str(tiny_onnx), "--realtime", "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_stop_signals,
     )  # fmt: skip
-    first = json.loads(proc.stdout.readline())  # running: the first result is out
+    (first,) = read_records(proc.stdout.readline(), "result")  # running: the first result is out
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
@@ -341,6 +341,6 @@ def test_run_streams_writes_every_output(tiny_onnx, media_dir, tmp_path):
                           on_result=seen.append)  # fmt: skip
     assert outcome.written == [tmp_path / "a.mp4", tmp_path / "r.jsonl"]
     assert not outcome.interrupted and outcome.stats.summary()["inferences"] == len(seen) == 8
-    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    rows = read_records(tmp_path / "r.jsonl", "result")
     assert [r["frame"] for r in rows] == [r.frame for r in seen] == list(range(7, 120, 16))
     assert probe_video(tmp_path / "a.mp4").num_frames == 120

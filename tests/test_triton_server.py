@@ -6,7 +6,6 @@ serving the repository ``edgevid export --triton`` writes with its backend swapp
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from edgevid.errors import ModelError  # noqa: E402
 from edgevid.runtime.backends import load_backend  # noqa: E402
+from tests.conftest import read_records  # noqa: E402
 from tests.triton.server import TritonServer, free_ports, provision, python_model  # noqa: E402
 
 MAX_BATCH = 4
@@ -71,10 +71,7 @@ def test_run_through_triton_matches_the_local_backend(server, tiny_onnx, media_d
     local = edgevid(*common, "-m", str(tiny_onnx), "--json", str(tmp_path / "local.jsonl"))
     assert remote.returncode == 0, remote.stderr
     assert local.returncode == 0, local.stderr
-    rows = [
-        [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
-        for name in ("remote", "local")
-    ]
+    rows = [read_records(tmp_path / f"{name}.jsonl", "result") for name in ("remote", "local")]
     assert len(rows[0]) == len(rows[1]) >= 10
     for r, lo in zip(*rows, strict=True):
         assert (r["frame"], r["label"]) == (lo["frame"], lo["label"])

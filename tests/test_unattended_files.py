@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, with_stop_signals
+from tests.conftest import ROOT, read_records, with_stop_signals
 
 RUN = ["run", "--device", "cpu", "-q"]
 
@@ -185,8 +185,8 @@ def test_an_existing_log_is_appended_to_never_truncated(work):
         assert proc.returncode == 0, proc.stderr
     data = (work / "r.jsonl").read_bytes()
     assert data.startswith(old_r) and (work / "ev.jsonl").read_bytes().startswith(old_ev)
-    lines = data[len(old_r) :].decode().splitlines()
-    assert len(lines) == 2 * 15 and all(json.loads(x)["label"] for x in lines)
+    rows = read_records(data[len(old_r) :].decode(), "result")  # whole, valid records
+    assert len(rows) == 2 * 15 and all(r["label"] for r in rows)
     assert temps(work) == []
 
 
@@ -230,8 +230,8 @@ def test_json_to_a_fifo_is_written_and_the_fifo_stays(work):
     reader.thread.join(10)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    lines = reader.data.decode().splitlines()
-    assert len(lines) == 15 and all(json.loads(x)["label"] for x in lines)
+    rows = read_records(reader.data.decode(), "result")
+    assert len(rows) == 15 and all(r["label"] for r in rows)
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and temps(work) == []
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, with_stop_signals
+from tests.conftest import ROOT, read_records, with_stop_signals
 
 STOP_WITHIN_S = 2.0  # the promise: signal -> process gone
 STOP_SIGNALS = ["SIGTERM", "SIGINT", "SIGHUP"]
@@ -109,8 +108,8 @@ def assert_kept(folder: Path, err: str, sig: str, frames_at_least: int = 1) -> N
     assert "Traceback" not in err and "edgevid: error" not in err, err
     assert f"stopped by {sig}" in err, err
     assert probe_video(folder / "out.mp4").num_frames >= frames_at_least
-    lines = (folder / "r.jsonl").read_text().splitlines()
-    assert lines and all(json.loads(x)["label"] for x in lines)
+    rows = read_records(folder / "r.jsonl", "result")
+    assert rows and all(r["label"] for r in rows)
     assert sorted(p.name for p in folder.glob(".*")) == []
 
 

@@ -121,6 +121,19 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @device_option()
 @click.option("--precision", type=click.Choice(OPENVINO_CHOICES), default=None, help=PRECISION_HELP)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads.")
+@click.option("--status-s", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="Every N seconds a status record (type status: per stream fps, dropped "
+              "frames, age of the last result, p50 latency; the backend) in the --json log "
+              "and on MQTT TOPIC/status, and one line on stderr. 0: none.")  # fmt: skip
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics on http://HOST:N/metrics and a health check on "
+              "/healthz (200; 503 while a stream is down); needs edgevid[metrics].")  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics server binds: 0.0.0.0 to be scraped from other "
+              "hosts (in a container, with a published port).")  # fmt: skip
+@click.option("--unhealthy-after", default=30.0, show_default=True, type=POSITIVE,
+              help="A stream with no frame for N seconds is down: the status says so, "
+              "edgevid_stream_up is 0 and /healthz answers 503.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
     sources: tuple[str, ...], model: str, every: int, stride: int | None, gate: str,
@@ -131,6 +144,7 @@ def run(
     segment_min_s: float | None, output: Path | None, output_segment_s: float | None,
     show: bool, realtime: bool, max_frames: int | None, reconnect_timeout: float,
     timeout: float, queue_size: int, device: str, precision: str | None, threads: int | None,
+    status_s: float, metrics_port: int | None, metrics_host: str, unhealthy_after: float,
     quiet: bool,
 ) -> None:  # fmt: skip
     """Classify actions in camera, network or file streams in real time.
@@ -142,6 +156,10 @@ def run(
     MQTT with --publish. Results become action segments (a label holding for a while,
     with hysteresis): --events FILE logs them as they open and close, the annotated video
     draws them as a timeline, the summary lists them.
+
+    While it runs, a status line goes to stderr every --status-s seconds (and a status
+    record beside the results); --metrics-port serves Prometheus metrics and /healthz.
+    The backend that runs the model is named on stderr at the start.
 
     A summary (frames read/dropped, fps, latency p50/p95/p99 per stage, segments) goes to
     stderr at the end. Ctrl-C, SIGTERM (docker stop) and SIGHUP end a run the same way:
@@ -163,6 +181,7 @@ def run(
     from edgevid.core.redact import redact
     from edgevid.runtime.capture import CaptureConfig
     from edgevid.runtime.classifier import Classifier
+    from edgevid.runtime.health import HealthConfig, Monitor
     from edgevid.runtime.outputs import MqttConfig
     from edgevid.runtime.run import Delivery, run_streams, stop_on_signals
     from edgevid.runtime.segments import SegmentConfig
@@ -185,10 +204,15 @@ def run(
         # outputs first: a bad path or an unreachable broker fails before the model loads
         mqtt = MqttConfig(outbox=mqtt_outbox, ca=mqtt_ca)
         delivery = Delivery(json_path, events_path, publish, mqtt)
-        try:
+        monitor = None
+        try:  # the metrics port is bound now too: one in use fails before the model loads
+            health = HealthConfig(status_s, unhealthy_after, metrics_port, metrics_host, not quiet)
+            monitor = Monitor(health)
             clf = Classifier(model, device=device, threads=threads, precision=precision)
             streamer = Streamer(sources, clf, config)
         except BaseException:
+            if monitor is not None:
+                monitor.close()
             delivery.abort()
             raise
         if segment_min_s is not None:
@@ -197,14 +221,12 @@ def run(
         try:
             outcome = run_streams(streamer, output=output, show=show, segments=seg_overrides,
                                   output_segment_s=output_segment_s,
-                                  delivery=delivery)  # fmt: skip
+                                  delivery=delivery, monitor=monitor)  # fmt: skip
         finally:  # the summary comes even when a stream is lost mid-run
             read = sum(c.frames_read for c in streamer.stats.streams)
             if not quiet and (outcome is not None or read):
                 click.echo(streamer.stats.format(), err=True)
                 click.echo(f"  model {redact(model)} on {clf.backend.name}", err=True)
-                if clf.backend.selection:  # which engine --device auto took, and why
-                    click.echo(clf.backend.selection, err=True)
     if quiet:  # the summary names damaged files otherwise
         for damaged in streamer.stats.summary()["damaged_files"]:
             click.echo(f"edgevid: warning: {damaged}", err=True)
@@ -322,5 +344,30 @@ def bench(
         raise
 
 
+@click.command("healthcheck")
+@click.option("--port", type=click.IntRange(1, 65535), default=9100, show_default=True,
+              envvar="EDGEVID_RUN_METRICS_PORT", show_envvar=True,
+              help="The --metrics-port of the run to ask.")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Where that run serves it.")  # fmt: skip
+@click.option("--timeout", default=4.0, show_default=True, type=POSITIVE,
+              help="Seconds to wait for the answer.")  # fmt: skip
+def healthcheck(port: int, host: str, timeout: float) -> None:
+    """Ask a running `edgevid run --metrics-port N` how it is: exit 0 when its /healthz
+    answers 200, 1 when it answers 503 (a stream is down) or not at all.
+
+    The images' Docker HEALTHCHECK (docker/): the port comes from EDGEVID_RUN_METRICS_PORT,
+    as for `edgevid run`.
+
+    \b
+    Example:
+      edgevid run -s rtsp://cam1/stream -m prune4.onnx --metrics-port 9100 &
+      edgevid healthcheck --port 9100
+    """
+    from edgevid.runtime.health import check_health
+
+    click.echo(json.dumps(check_health(host, port, timeout)))
+
+
 settable(run, "EDGEVID_RUN", "run")
-COMMANDS = [run, bench]
+COMMANDS = [run, bench, healthcheck]

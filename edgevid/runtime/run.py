@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgevid.runtime.health import Monitor
 from edgevid.runtime.outputs import JsonLines, MqttConfig, MqttPublisher, MqttTarget
 from edgevid.runtime.render import Renderer
 from edgevid.runtime.segments import Segment, SegmentConfig
@@ -75,6 +76,7 @@ class Delivery:
         self.results_log: JsonLines | None = None
         self.events_log: JsonLines | None = None
         self.publisher: MqttPublisher | None = None
+        self._lock = threading.Lock()  # the status thread writes too (runtime/health.py)
         mqtt = mqtt or MqttConfig()
         target = MqttTarget.parse(publish, mqtt.ca) if publish else None  # before any I/O
         try:
@@ -95,18 +97,21 @@ class Delivery:
         return self.logs[key]
 
     def result(self, r: Result) -> None:
-        record = r.to_json()
-        if self.results_log is not None:
-            self.results_log.write(record)
-        if self.publisher is not None:
-            self.publisher.publish(record)
+        self._send(r.to_json(), self.results_log, "")
 
     def segment(self, s: Segment) -> None:
-        record = s.to_json()
-        if self.events_log is not None:
-            self.events_log.write(record)
-        if self.publisher is not None:
-            self.publisher.publish(record, "segments")
+        self._send(s.to_json(), self.events_log, "segments")
+
+    def status(self, record: dict) -> None:
+        """A status record (runtime/health.py): beside the results, MQTT TOPIC/status."""
+        self._send(record, self.results_log, "status")
+
+    def _send(self, record: dict, log: JsonLines | None, subtopic: str) -> None:
+        with self._lock:
+            if log is not None:
+                log.write(record)
+            if self.publisher is not None:
+                self.publisher.publish(record, subtopic)
 
     def files(self) -> list[Path]:
         return [Path(log.name) for log in self.logs.values() if log.name != "-"]
@@ -152,13 +157,15 @@ def run_streams(
     on_result: Callable[[Result], None] | None = None,
     on_segment: Callable[[Segment], None] | None = None,
     delivery: Delivery | None = None,
+    monitor: Monitor | None = None,
 ) -> RunOutcome:
     """Run ``streamer`` to its end (or Ctrl-C / a stop signal, or q in the window),
     delivering every result and segment event as it happens. ``segments``: a config, or
     None (or a dict of overrides) for the defaults scaled to each stream's window
     duration (:meth:`SegmentConfig.for_clip`).
     ``delivery``: outputs opened by the caller (then ``json_path``, ``events_path`` and
-    ``publish`` are ignored); closed here either way."""
+    ``publish`` are ignored); closed here either way. ``monitor``: status records and lines,
+    /metrics and /healthz (:mod:`edgevid.runtime.health`); closed here too."""
     ok, interrupted, renderer = False, False, None
     segmenters = streamer.segmenters(segments)
     try:
@@ -168,6 +175,8 @@ def run_streams(
             streamer, output, show, output_segment_s, lambda i: segmenters[i].segments
         )
         labels = streamer.classifier.labels
+        if monitor is not None:
+            monitor.start(streamer, delivery.status, delivery.publisher)
 
         def emit(events: list[Segment]) -> None:
             for event in events:
@@ -185,7 +194,10 @@ def run_streams(
                         if on_result is not None:
                             on_result(result)
                         segmenter = segmenters[result.stream]
-                        emit(segmenter.update(result.window_centre, result.probs, labels))
+                        emit(segmenter.update(result.window_centre, result.probs, labels,
+                                             result.clock))  # fmt: skip
+                    if monitor is not None:  # after the results: a scrape sees them counted
+                        monitor.step(step)
                     if not renderer(step) or _stop_requested():
                         break
         except KeyboardInterrupt:  # Ctrl-C outside stop_on_signals: how a camera run ends
@@ -195,6 +207,8 @@ def run_streams(
             emit(seg.finish())
         ok = True
     finally:
+        if monitor is not None:
+            monitor.close()
         streamer.close()
         written = renderer.close(ok) if renderer is not None else []
         if delivery is not None:  # on an error, logs nothing was written to are removed

@@ -21,10 +21,14 @@ window neither opens nor breaks a segment.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from edgevid.runtime.records import iso_time, record
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,27 @@ class Segment:
     state: str = "open"  # "open" while it lasts, "closed" once ended
     stream: int = 0  # index of the source
     source: str = ""  # the source URI
+    id: str = ""  # the same on a segment's open and closed events, unique across runs
+    time: float = field(default_factory=time.time)  # wall clock of the event (Unix seconds)
+    clock: float | None = None  # live sources: Unix time of stream time 0 (start/end -> wall)
 
     def to_json(self) -> dict:
-        return {
+        """The ``segment`` record (edgevid/schemas/segment.json)."""
+        wall = {} if self.clock is None else {
+            "start_time": iso_time(self.clock + self.start),
+            "end_time": iso_time(self.clock + self.end),
+        }  # fmt: skip
+        return record("segment", self.time, {
+            "id": self.id,
             "stream": self.stream,
             "source": self.source,
             "label": self.label,
             "start": round(self.start, 3),
             "end": round(self.end, 3),
+            **wall,
             "score": round(self.score, 4),
             "state": self.state,
-        }
+        })  # fmt: skip
 
 
 @dataclass
@@ -81,6 +95,7 @@ class _Run:
     since: float  # time of the first window of the run
     last: float  # time of the latest window where it held
     scores: list[float]  # the label's probability in each window of the run
+    id: str = ""  # given when the run opens as a segment
 
 
 class Segmenter:
@@ -93,10 +108,16 @@ class Segmenter:
         self._open: _Run | None = None  # the segment in progress
         self._candidate: _Run | None = None  # a label holding, not (yet) long enough to open
         self.segments: list[Segment] = []  # every segment, closed or open, in order
+        self.clock: float | None = None  # live: Unix time of stream time 0 (wall-clock times)
 
-    def update(self, t: float, probs: np.ndarray, labels: Sequence[str]) -> list[Segment]:
-        """One window result at time ``t`` (its centre, s), probabilities (C,) -> events."""
+    def update(
+        self, t: float, probs: np.ndarray, labels: Sequence[str], clock: float | None = None
+    ) -> list[Segment]:
+        """One window result at time ``t`` (its centre, s), probabilities (C,) -> events.
+        ``clock`` (live sources, :attr:`Result.clock`): the Unix time of ``t == 0``, which
+        puts the segments' start and end on the wall clock too."""
         self.labels, cfg, events = labels, self.config, []
+        self.clock = clock if self.clock is None else self.clock
         top = int(np.argmax(probs))
         p_top = float(probs[top])
         cur = self._open
@@ -117,6 +138,7 @@ class Segmenter:
                 if self._open is not None:  # another label took over: cut where it began
                     self._open.last = min(self._open.last, c.since)
                     events.append(self._close())
+                c.id = uuid.uuid4().hex
                 self._open, self._candidate = c, None
                 events.append(self._emit(c, "open"))
         else:
@@ -137,7 +159,7 @@ class Segmenter:
     def _emit(self, run: _Run, state: str) -> Segment:
         seg = Segment(
             self.labels[run.label], run.since, run.last, float(np.mean(run.scores)),
-            state, self.stream, self.source,
+            state, self.stream, self.source, run.id, clock=self.clock,
         )  # fmt: skip
         if state == "open":
             self.segments.append(seg)

@@ -33,6 +33,7 @@ from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
 from edgevid.runtime.motion import GATES, MotionConfig, MotionGate
+from edgevid.runtime.records import record
 from edgevid.runtime.render import annotate
 from edgevid.runtime.segments import Segment, SegmentConfig, Segmenter
 from edgevid.runtime.smoothing import LabelScore, Smoother, decide, make_smoother
@@ -76,6 +77,7 @@ class Result:
     model: str = ""  # the model's file (or folder) name
     time: float = 0.0  # wall-clock time the result was produced (Unix seconds)
     orig_img: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) RGB: keep_frames
+    clock: float | None = None  # live sources: Unix time of stream time 0 (None for files)
 
     def plot(self) -> np.ndarray:
         """A copy of the frame with this result drawn on it as ``edgevid run --output`` draws
@@ -90,11 +92,11 @@ class Result:
         return (self.window_start + self.timestamp) / 2
 
     def to_json(self) -> dict:
-        return {
+        """The ``result`` record (edgevid/schemas/result.json)."""
+        return record("result", self.time, {
             "stream": self.stream,
             "source": self.source,
             "model": self.model,
-            "time": round(self.time, 3),
             "frame": self.frame,
             "timestamp": round(self.timestamp, 4),
             "window_start": round(self.window_start, 4),
@@ -102,7 +104,7 @@ class Result:
             "score": round(self.score, 5),
             "top_k": [c.to_json() for c in self.top_k],
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
-        }
+        })  # fmt: skip
 
 
 @dataclass
@@ -128,6 +130,7 @@ class _Lane:
     fresh: bool = False  # a frame entered the buffer since the last inference
     gate: MotionGate | None = None  # motion gating (None: every due window is classified)
     still: bool = False  # the gate skipped this stream's latest due window
+    clock: float | None = None  # live: Unix time of stream time 0, fixed at the first frame
 
     @property
     def active(self) -> bool:
@@ -213,7 +216,7 @@ class Streamer:
                 yield from segmenters[i].finish()
             for r in step.results:
                 yield r
-                yield from segmenters[r.stream].update(r.window_centre, r.probs, labels)
+                yield from segmenters[r.stream].update(r.window_centre, r.probs, labels, r.clock)
         for segmenter in segmenters:
             yield from segmenter.finish()
 
@@ -276,6 +279,8 @@ class Streamer:
         if lane.gate is not None:
             self._observe(lane, frame)
         lane.newest = frame
+        if lane.clock is None and lane.source.live:  # frame.timestamp + clock = wall clock
+            lane.clock = time.time() - (time.perf_counter() - frame.captured_at) - frame.timestamp
         if lane.buffer.full and lane.fresh and frame.index >= lane.next_due:
             lane.next_due, lane.fresh = frame.index + self.config.every, False
             if lane.gate is None or lane.gate.moving(frame.index):
@@ -334,7 +339,7 @@ class Streamer:
         lane.latest = Result(
             frame.stream, lane.source.uri, frame.index, frame.timestamp, start,
             d.label, d.score, d.top_k, ms, smoothed, self.classifier.name, time.time(),
-            frame.image if cfg.keep_frames else None,
+            frame.image if cfg.keep_frames else None, lane.clock,
         )  # fmt: skip
         return lane.latest
 
