@@ -15,7 +15,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +73,7 @@ PALETTE = (
 
 def draw_timeline(
     image: np.ndarray,
-    segments: list[Segment],
+    segments: Iterable[Segment],
     now: float,
     labels: list[str],
     span_s: float = TIMELINE_S,
@@ -272,7 +272,7 @@ class Renderer:
         output: str | os.PathLike | None,
         show: bool,
         segment_s: float | None = None,
-        segments_of: Callable[[int], list[Segment]] | None = None,
+        segments_of: Callable[[int], Iterable[Segment]] | None = None,
     ) -> None:
         self.streamer, self.segments_of = streamer, segments_of
         self.window = Window() if show else None  # fails first: before any file is created

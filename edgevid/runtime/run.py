@@ -46,14 +46,18 @@ class RunOutcome:
     written: list[Path] = field(default_factory=list)  # annotated videos and the JSON files
     interrupted: bool = False  # ended by Ctrl-C / a stop signal rather than the streams' end
     stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "SIGHUP" when interrupted
-    segments: list[Segment] = field(default_factory=list)  # every action segment, all streams
+    segments: list[Segment] = field(default_factory=list)  # the newest segments, all streams
     report: list[str] = field(default_factory=list)  # extra summary lines (publishing)
+    segment_count: int | None = None  # segments in all (None: as many as listed)
 
     def format_segments(self) -> str:
         """The segments as summary lines for stderr."""
         if not self.segments:
             return "segments: none"
-        lines = [f"segments: {len(self.segments)}"]
+        count = self.segment_count or len(self.segments)
+        lines = [f"segments: {count}"]
+        if count > len(self.segments):  # a long run: its event log (--events) has them all
+            lines[0] += f" (the last {len(self.segments)} listed)"
         for s in self.segments:
             lines.append(
                 f"  [{s.stream}] {s.label:<16} {s.start:8.2f} - {s.end:8.2f} s  score {s.score:.2f}"
@@ -217,6 +221,7 @@ def run_streams(
         streamer.stats, written + delivery.files(), interrupted,
         (_STATE.received or "SIGINT") if interrupted else None,
         [s for seg in segmenters for s in seg.segments], delivery.report(),
+        sum(seg.count for seg in segmenters),
     )  # fmt: skip
 
 

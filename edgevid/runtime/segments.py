@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edgevid.runtime.records import iso_time, record
+
+KEPT = 1000  # segments a Segmenter keeps in memory for the timeline and the summary
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,12 @@ class _Run:
     label: int  # class index
     since: float  # time of the first window of the run
     last: float  # time of the latest window where it held
-    scores: list[float]  # the label's probability in each window of the run
+    score_sum: float = 0.0  # the label's probability summed over the run's windows
+    windows: int = 0  # windows in the run (a running mean: a run can last days)
     id: str = ""  # given when the run opens as a segment
+
+    def add(self, t: float, p: float) -> None:
+        self.last, self.score_sum, self.windows = t, self.score_sum + p, self.windows + 1
 
 
 class Segmenter:
@@ -107,7 +114,10 @@ class Segmenter:
         self.labels: Sequence[str] = ()
         self._open: _Run | None = None  # the segment in progress
         self._candidate: _Run | None = None  # a label holding, not (yet) long enough to open
-        self.segments: list[Segment] = []  # every segment, closed or open, in order
+        # the newest KEPT segments, closed or open, in order (the timeline, the summary); the
+        # event log has them all. Bounded: a camera runs for months
+        self.segments: deque[Segment] = deque(maxlen=KEPT)
+        self.count = 0  # segments opened in all
         self.clock: float | None = None  # live: Unix time of stream time 0 (wall-clock times)
 
     def update(
@@ -124,16 +134,14 @@ class Segmenter:
         if cur is not None:
             p = float(probs[cur.label])
             if p >= cfg.close_threshold:
-                cur.last = t
-                cur.scores.append(p)
+                cur.add(t, p)
             elif t - cur.last >= cfg.min_off_s:
                 events.append(self._close())
         if p_top >= cfg.open_threshold and (self._open is None or top != self._open.label):
             c = self._candidate
             if c is None or c.label != top:
-                c = self._candidate = _Run(top, t, t, [])
-            c.last = t
-            c.scores.append(p_top)
+                c = self._candidate = _Run(top, t, t)
+            c.add(t, p_top)
             if t - c.since >= cfg.min_on_s:
                 if self._open is not None:  # another label took over: cut where it began
                     self._open.last = min(self._open.last, c.since)
@@ -158,11 +166,12 @@ class Segmenter:
 
     def _emit(self, run: _Run, state: str) -> Segment:
         seg = Segment(
-            self.labels[run.label], run.since, run.last, float(np.mean(run.scores)),
+            self.labels[run.label], run.since, run.last, run.score_sum / run.windows,
             state, self.stream, self.source, run.id, clock=self.clock,
         )  # fmt: skip
         if state == "open":
             self.segments.append(seg)
+            self.count += 1
         else:  # the open record becomes the closed one
             self.segments[-1] = seg
         return seg

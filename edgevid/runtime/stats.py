@@ -5,18 +5,59 @@ normalisation per inference), buffer (assembling clips), inference (the backend 
 per batch); with motion gating, motion (the detector, per frame). The runtime's own
 overhead is decode + preprocess + buffer.
 For a live source, "decode" includes waiting for the camera's next frame.
+
+A run can last months: each stage keeps an exact count and total, and percentiles over its
+newest RECENT samples (:class:`Samples`), so memory stays flat however long it runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 STAGES = ("decode", "preprocess", "buffer", "inference")
 OVERHEAD_STAGES = ("decode", "preprocess", "buffer")
+RECENT = 1 << 16  # samples a stage keeps for its percentiles (an hour of 30 fps frames)
+
+
+class Samples:
+    """One stage's timings in seconds: exact ``count`` and ``total`` over the whole run,
+    the newest RECENT values for percentiles. ``len()`` is the count; iterating gives the
+    kept values."""
+
+    __slots__ = ("recent", "count", "total")
+
+    def __init__(self, values: Iterable[float] = ()) -> None:
+        self.recent: deque[float] = deque(maxlen=RECENT)
+        self.count, self.total = 0, 0.0
+        self.extend(values)
+
+    def append(self, seconds: float) -> None:
+        self.recent.append(seconds)
+        self.count += 1
+        self.total += seconds
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Add ``values``; another Samples adds its count and total, not only what it kept."""
+        if isinstance(values, Samples):
+            self.recent.extend(values.recent)
+            self.count, self.total = self.count + values.count, self.total + values.total
+            return
+        for v in values:
+            self.append(v)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.recent)
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
 
 
 @dataclass
@@ -33,9 +74,9 @@ class StreamCounts:
 
 @dataclass
 class Stats:
-    stages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # seconds
+    stages: dict[str, Samples] = field(default_factory=lambda: defaultdict(Samples))  # seconds
     streams: list[StreamCounts] = field(default_factory=list)
-    latency: list[float] = field(default_factory=list)  # seconds, newest frame -> result
+    latency: Samples = field(default_factory=Samples)  # seconds, newest frame -> result
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
 
@@ -52,7 +93,7 @@ class Stats:
     def summary(self) -> dict:
         """Everything as plain JSON-able numbers (milliseconds for times)."""
         frames = sum(s.frames_read for s in self.streams)
-        totals = {k: float(np.sum(v)) for k, v in self.stages.items()}
+        totals = {k: v.total for k, v in self.stages.items()}
         overhead = sum(totals.get(k, 0.0) for k in OVERHEAD_STAGES)
         return {
             "elapsed_s": round(self.elapsed, 3),
@@ -105,16 +146,18 @@ class Stats:
         return "\n".join(lines)
 
 
-def percentiles(values: list[float]) -> dict:
-    """Seconds -> {"p50", "p95", "p99", "mean" in ms, "n"}; {} when empty."""
-    if not values:
+def percentiles(values: Samples | Iterable[float]) -> dict:
+    """Seconds -> {"p50", "p95", "p99", "mean" in ms, "n"}; {} when empty. Of Samples: the
+    percentiles of the newest RECENT, the mean and n of all."""
+    samples = values if isinstance(values, Samples) else Samples(values)
+    if not samples:
         return {}
-    ms = np.asarray(values, np.float64) * 1e3
+    ms = np.fromiter(samples, np.float64) * 1e3
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
     return {
         "p50": round(float(p50), 3),
         "p95": round(float(p95), 3),
         "p99": round(float(p99), 3),
-        "mean": round(float(ms.mean()), 3),
-        "n": int(ms.size),
+        "mean": round(samples.mean() * 1e3, 3),
+        "n": len(samples),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import importlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ class Backend(abc.ABC):
             check_logits(self.path, self.meta, logits.shape)  # raises MetadataError
         return logits.astype(np.float32, copy=False)
 
-    def timings(self) -> dict[str, list[float]]:
+    def timings(self) -> dict[str, Iterable[float]]:
         """Extra stages for the run's summary (seconds per call), e.g. a remote backend's
         network time; read once at the end of a run."""
         return {}

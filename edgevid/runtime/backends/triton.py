@@ -36,6 +36,7 @@ from edgevid.core.meta import ModelMeta
 from edgevid.core.redact import redact
 from edgevid.errors import MetadataError, ModelError, require
 from edgevid.runtime.backends.base import Backend
+from edgevid.runtime.stats import Samples
 
 SCHEME = "triton"
 DEFAULT_PORT = 8001  # Triton's gRPC port
@@ -165,7 +166,7 @@ class TritonBackend(Backend):
         self._error = require("tritonclient.utils", "triton").InferenceServerException
         self.client = grpc.InferenceServerClient(url=self.uri.address)
         self.reconnects = 0  # requests that succeeded after the server was lost
-        self._rtt: list[float] = []  # seconds per request, client side
+        self._rtt = Samples()  # seconds per request, client side (bounded: runs last months)
         try:
             self._wait_ready()
             config = self.client.get_model_config(
@@ -289,15 +290,15 @@ class TritonBackend(Backend):
         """Per request the ``round trip``; ``network``: one value, the mean round trip minus
         the server's mean time per request (queue + compute) over this run."""
         if not self._rtt or self.client is None:
-            return {"round trip": list(self._rtt)} if self._rtt else {}
+            return {"round trip": self._rtt} if self._rtt else {}
         try:
             server = server_seconds_per_request(self._stats0, self._statistics())
         except self._error:
             server = None  # the server is gone: no estimate, the round trips stay
         if server is None:
-            return {"round trip": list(self._rtt)}
-        network = max(sum(self._rtt) / len(self._rtt) - server, 0.0)  # one mean value
-        return {"round trip": list(self._rtt), "network": [network]}
+            return {"round trip": self._rtt}
+        network = max(self._rtt.mean() - server, 0.0)  # one mean value
+        return {"round trip": self._rtt, "network": [network]}
 
     def close(self) -> None:
         client, self.client = getattr(self, "client", None), None
