@@ -79,8 +79,10 @@ def exported_graphs(checkpoint: Path, work: Path, drop: int, precisions: Sequenc
     from edgevid.export.pipeline import ExportConfig, export_model
 
     extra = tuple(p for p in precisions if p != "fp32")
+    # No verification gate: the plan measures every graph's accuracy on the eval split and
+    # ranks it by its drop; a graph export would refuse (a barely trained model's INT8
+    # flipping a close call) is a candidate to measure, not an error that ends the plan
     cfg = ExportConfig(checkpoint=str(checkpoint), out=str(out), precisions=extra,
-                       calib_data=str(data), calib_clips=calib_clips, data=str(data),
-                       verify_clips=16)  # fmt: skip
+                       calib_data=str(data), calib_clips=calib_clips, verify=False)  # fmt: skip
     export_model(cfg, log=log)
     return graphs
