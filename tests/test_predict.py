@@ -1,5 +1,5 @@
 """The two-line API: `edgevid.predict(source, model)` and `Classifier` taking every model form,
-and the README's Python snippets run exactly as written."""
+from a file, a training run folder or an export."""
 
 from __future__ import annotations
 
@@ -21,20 +21,9 @@ onnx = pytest.importorskip("onnx", reason="test graphs need the export extra (on
 BLOCK_TORCH = "import sys; [sys.modules.__setitem__(m, None) for m in ('torch', 'transformers')]"
 
 
-def readme_snippets() -> dict[str, str]:
-    """The README's ```python blocks, keyed by the call they demonstrate."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    keys = {
-        "stream": "from edgevid.runtime import Classifier, stream",
-        "predict": "edgevid.predict(",
-    }
-    return {k: next(b for b in blocks if needle in b) for k, needle in keys.items()}
-
-
 @pytest.fixture()
-def readme_world(tiny_onnx, tiny_checkpoint, tmp_path) -> Path:
-    """The files the README snippets name, in a fresh folder."""
+def world(tiny_onnx, tiny_checkpoint, tmp_path) -> Path:
+    """An export folder, a training run folder and an untrimmed video, in a fresh folder."""
     from edgevid.train.synth import make_untrimmed_video
 
     (tmp_path / "exports").mkdir()
@@ -51,9 +40,25 @@ def run_snippet(code: str, cwd: Path, prelude: str = "") -> subprocess.Completed
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
-def test_readme_stream_snippet_runs_as_written(readme_world):
-    code = readme_snippets()["stream"]
-    proc = run_snippet(code, readme_world, BLOCK_TORCH)  # torch-free, as documented
+STREAM = """
+from edgevid.runtime import Classifier, stream
+
+clf = Classifier("exports/motion3.onnx")
+print(clf.predict("untrimmed.mp4").label)
+for r in stream("untrimmed.mp4", clf, every=8):
+    print(r.frame, r.label, round(r.score, 3))
+"""
+
+PREDICT = """
+import edgevid
+
+r = edgevid.predict("untrimmed.mp4", "runs/motion3")
+print(r.label, round(r.score, 3), len(r.results), "windows")
+"""
+
+
+def test_stream_from_an_export_runs_without_torch(world):
+    proc = run_snippet(STREAM, world, BLOCK_TORCH)  # the runtime alone: torch blocked
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     labels = {"Grow", "MoveDown", "MoveLeft", "MoveRight", "MoveUp"}
@@ -63,13 +68,12 @@ def test_readme_stream_snippet_runs_as_written(readme_world):
 
 @needs_torch
 @pytest.mark.slow  # exports the run's checkpoint on the fly in a subprocess: ~17 s
-def test_readme_predict_snippet_runs_as_written(readme_world):
+def test_predict_on_a_training_run_exports_it_once(world):
     """A training run folder as the model: exported once on the fly, cached."""
-    code = readme_snippets()["predict"]
-    proc = run_snippet(code, readme_world)
+    proc = run_snippet(PREDICT, world)
     assert proc.returncode == 0, proc.stderr
     assert re.match(r"\w+ \d\.\d+ \d+ windows", proc.stdout.splitlines()[0]), proc.stdout
-    assert list((readme_world / "cache" / "edgevid" / "checkpoint-onnx").rglob("*.onnx"))
+    assert list((world / "cache" / "edgevid" / "checkpoint-onnx").rglob("*.onnx"))
 
 
 def test_predict_is_torch_free_and_returns_windows_and_segments(tiny_onnx, media_dir):

@@ -224,8 +224,9 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
-    log("loading the model")
-    model, meta = load_model(cfg)
+    t0 = time.perf_counter()
+    model, meta = load_model(cfg)  # a bad checkpoint or variant: its error line alone
+    log(f"loaded {meta.variant} in {time.perf_counter() - t0:.1f} s")
     source = model_source(cfg)
     meta = meta.replace(extra={**meta.extra, "source": source})
     check_collision(out / graph_name(meta.variant, raw_input=cfg.raw_input), source)
