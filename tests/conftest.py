@@ -151,3 +151,25 @@ def _validator(kind: str):
         cls.check_schema(schema(kind))
         _VALIDATORS[kind] = cls(schema(kind), format_checker=cls.FORMAT_CHECKER)
     return _VALIDATORS[kind]
+
+
+def invoke(args: list, env: dict | None = None) -> tuple[int, str]:
+    """``edgevid ARGS`` in this process (click's runner): exit code and its whole output."""
+    from click.testing import CliRunner
+
+    from edgevid.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    return result.exit_code, result.output
+
+
+def assert_one_line(code: int, out: str, *fragments: str) -> str:
+    """Exit 2, no traceback, exactly one ``edgevid: error:`` line holding ``fragments``;
+    returns that line."""
+    assert code == 2, out
+    assert "Traceback" not in out, out
+    errors = [line for line in out.splitlines() if line.startswith("edgevid: error:")]
+    assert len(errors) == 1, out
+    for fragment in fragments:
+        assert fragment in errors[0], out
+    return errors[0]

@@ -14,28 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from edgevid.cli import main
 from edgevid.core.manifest import Manifest, split_dataset
 from edgevid.errors import DataError
-from tests.conftest import needs_torch
+from tests.conftest import assert_one_line, invoke, needs_torch
 
 TRAIN = ["--variant", "tiny-scratch", "--epochs", "1", "--weights", "random", "--quiet"]
-
-
-def invoke(args: list) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
-
-
-def assert_one_line(code: int, out: str, *fragments: str) -> None:
-    assert code == 2, out
-    assert "Traceback" not in out, out
-    errors = [line for line in out.splitlines() if line.startswith("edgevid: error:")]
-    assert len(errors) == 1, out
-    for fragment in fragments:
-        assert fragment in errors[0], out
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -18,16 +18,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edgevid.cli import main
 from edgevid.core.manifest import Manifest
 from edgevid.core.meta import ModelMeta
 from edgevid.core.schema import MAX_DEPTH, load_json
 from edgevid.errors import DataError, EdgevidError, MetadataError, ModelError
-from tests.conftest import MEDIA, needs_torch
+from tests.conftest import MEDIA, assert_one_line, invoke, needs_torch
 
 CLIP = MEDIA / "carphone_pristine.mp4"
 SETTINGS = settings(max_examples=120, deadline=None,
@@ -200,21 +198,6 @@ def test_load_json_bounds_the_size(tmp_path):
 
 
 # --- the CLI: one line, exit 2, the file untouched ---------------------------------------------
-def invoke(args: list, env: dict | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
-    return result.exit_code, result.output
-
-
-def assert_one_line(code: int, out: str, *fragments: str) -> str:
-    assert code == 2, out
-    assert "Traceback" not in out, out
-    errors = [line for line in out.splitlines() if line.startswith("edgevid: error:")]
-    assert len(errors) == 1, out
-    for fragment in fragments:
-        assert fragment in errors[0], out
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def bare_onnx(tiny_onnx, tmp_path_factory) -> Path:
     """The tiny graph without its embedded metadata: the sidecar is all there is."""
