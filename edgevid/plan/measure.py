@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,9 +26,9 @@ import numpy as np
 
 from edgevid import __version__
 from edgevid._atomic import write_json
-from edgevid.errors import ModelError
 from edgevid.plan.search import Candidate, Row
 from edgevid.plan.space import BACKENDS
+from edgevid.runtime.backends.base import run_edgevid
 
 TIMEOUT_S = 3600  # one candidate's load + timing + accuracy in its child process
 
@@ -98,19 +96,13 @@ def _top1(engine, manifest: str | os.PathLike, split: str) -> float:
 
 def measure_in_child(model: Path, cand: Candidate, **kw) -> dict:
     """:func:`measure` in a fresh process (``edgevid plan-measure``); one line on failure."""
-    cmd = [sys.executable, "-m", "edgevid", "plan-measure", str(model), cand.backend]
-    cmd += ["--threads", str(cand.threads)] if cand.threads else []
+    args = ["plan-measure", str(model), cand.backend]
+    args += ["--threads", str(cand.threads)] if cand.threads else []
     for key, value in kw.items():
         if value is not None:
-            cmd += [f"--{key}", str(value)]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ModelError(f"measuring {cand.name} took over {TIMEOUT_S} s") from None
-    if r.returncode != 0 or not r.stdout.strip():
-        lines = r.stderr.strip().splitlines() or [f"exit code {r.returncode}"]
-        raise ModelError(f"measuring {cand.name}: {lines[-1].removeprefix('edgevid: error: ')}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+            args += [f"--{key}", str(value)]
+    what = f"measuring {cand.name}"
+    return json.loads(run_edgevid(args, what=what, timeout_s=TIMEOUT_S, prefix=f"{what}: "))
 
 
 def cache_key(model: Path, cand: Candidate, streams: int, rounds: int,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import importlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from edgevid.core.artifact import check_logits
 from edgevid.core.meta import ModelMeta
+from edgevid.errors import ModelError
 
 
 class Backend(abc.ABC):
@@ -68,3 +71,21 @@ def open_candidate(path: Path, module: str, precision: str | None, threads: int 
     """One CPU candidate of ``--device auto`` (a ``choice.CANDIDATES`` entry), opened as the
     choice opens it."""
     return open_backend(module, path, "auto", threads, **precision_hint(precision))
+
+
+def run_edgevid(args: list[str], *, what: str, timeout_s: float, prefix: str = "") -> str:
+    """``python -m edgevid ARGS`` in a fresh process, so that what it loads never adds to this
+    process's memory: its last stdout line. Past ``timeout_s`` it raises ModelError "``what``
+    took over N s"; on a failure, the child's last error line after ``prefix`` ("``what``
+    failed (exit code N)" when it printed none)."""
+    cmd = [sys.executable, "-m", "edgevid", *args]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ModelError(f"{what} took over {timeout_s} s") from None
+    out = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not out:
+        lines = r.stderr.strip().splitlines()
+        line = lines[-1].removeprefix("edgevid: error: ") if lines else None
+        raise ModelError(prefix + line if line else f"{what} failed (exit code {r.returncode})")
+    return out[-1]

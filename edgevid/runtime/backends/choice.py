@@ -31,8 +31,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +42,7 @@ from edgevid.core.artifact import read_meta
 from edgevid.core.formats import auto_choice_path, is_format
 from edgevid.core.schema import load_json
 from edgevid.errors import MetadataError, ModelError
-from edgevid.runtime.backends.base import Backend, open_candidate
+from edgevid.runtime.backends.base import Backend, open_candidate, run_edgevid
 
 RUNS = 3  # timed runs per candidate at least (after one warm-up)
 MIN_TIMING_S = 0.5  # ... and more runs, up to MAX_RUNS, until this much time was spent
@@ -142,16 +140,10 @@ def time_in_child(model: Path, candidate: str, threads: int | None) -> float:
     ``edgevid time-backend``): what loading and compiling every candidate costs in memory
     never adds to this process's peak, which then holds the chosen backend alone. A
     candidate that cannot load there raises ModelError with the child's error line."""
-    cmd = [sys.executable, "-m", "edgevid", "time-backend", str(model), candidate]
-    cmd += ["--threads", str(threads)] if threads else []
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMING_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ModelError(f"{model}: timing {candidate} took over {TIMING_TIMEOUT_S} s") from None
-    if r.returncode != 0 or not r.stdout.strip():
-        lines = r.stderr.strip().splitlines() or [f"{model}: timing {candidate} failed"]
-        raise ModelError(lines[-1].removeprefix("edgevid: error: "))
-    return float(r.stdout.split()[-1])
+    args = ["time-backend", str(model), candidate]
+    args += ["--threads", str(threads)] if threads else []
+    line = run_edgevid(args, what=f"{model}: timing {candidate}", timeout_s=TIMING_TIMEOUT_S)
+    return float(line.split()[-1])
 
 
 def time_candidate(model: str | os.PathLike, candidate: str, threads: int | None) -> float:
