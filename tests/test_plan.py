@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edgevid.errors import DataError
 from edgevid.plan import report, search
 from edgevid.plan.search import Candidate, Constraints, Row
 from edgevid.plan.space import BACKENDS, candidates
@@ -271,3 +272,18 @@ def test_a_level_the_registry_lacks_is_one_line_before_any_work(tmp_path, tiny_c
         "edgevid: error: --levels 3: the registry prunes tiny-prune8 by no layers, no other count"
     )
     assert not out.exists()
+
+
+def test_a_work_folder_no_plan_made_is_refused_untouched(tmp_path):
+    """A plan replaces what is in its work folder (a cut-short pruning run, the manifest),
+    so a folder of that name that no plan made is refused before anything is written."""
+    from edgevid.plan.build import WORK_MARK, claim_work
+
+    work = tmp_path / "out" / "work"
+    (work / "prune4" / "run").mkdir(parents=True)
+    (work / "manifest.json").write_text("mine")
+    with pytest.raises(DataError, match="a folder edgevid plan did not make"):
+        claim_work(work)
+    assert (work / "manifest.json").read_text() == "mine" and not (work / WORK_MARK).exists()
+    fresh = claim_work(tmp_path / "plan" / "work")
+    assert (fresh / WORK_MARK).is_file() and claim_work(fresh) == fresh  # a resume takes it

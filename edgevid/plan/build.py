@@ -14,9 +14,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgevid.core.precision import get_precision
-from edgevid.errors import ModelError
+from edgevid.errors import DataError, ModelError
 
 Log = Callable[[str], None]
+
+
+WORK_MARK = ".edgevid-plan"  # in a work folder a plan made: its contents are the plan's
+
+
+def claim_work(work: Path) -> Path:
+    """``work``, new or made by an earlier plan (it holds WORK_MARK): a plan replaces what is
+    in it (a cut-short pruning run, the manifest). A folder of that name that no plan made
+    is refused, never written into."""
+    if work.exists() and not (work / WORK_MARK).is_file():
+        raise DataError(f"{work}: a folder edgevid plan did not make; choose another --out")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARK).touch()
+    return work
 
 
 def prune_levels(variant: str, only: Sequence[int] | None = None) -> list[tuple[int, str]]:

@@ -76,7 +76,7 @@ class PlanResult:
 def plan(cfg: PlanConfig, log: Log = print) -> PlanResult:
     from edgevid.core.manifest import load_or_split
     from edgevid.core.meta import ModelMeta
-    from edgevid.plan.build import exported_graphs, prune_levels, pruned_checkpoint
+    from edgevid.plan.build import claim_work, exported_graphs, prune_levels, pruned_checkpoint
     from edgevid.plan.measure import cached_row
     from edgevid.progress import bar
 
@@ -87,7 +87,7 @@ def plan(cfg: PlanConfig, log: Log = print) -> PlanResult:
     if not manifest.paths(cfg.split):
         raise DataError(f"{cfg.data}: the {cfg.split} split is empty; accuracy needs clips")
     levels = [0] + [d for d, _ in prune_levels(teacher.variant, cfg.levels)]
-    work.mkdir(parents=True, exist_ok=True)
+    claim_work(work)
     manifest_file = manifest.save(work / "manifest.json")
     here = available_backends()
     backends = [b for b in (cfg.backends or here) if b in here]
