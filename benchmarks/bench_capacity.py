@@ -3,12 +3,13 @@
 N live streams (files at 640x360, 30 fps, paced as cameras with ``realtime``: frames that
 the loop does not take in time are dropped, as from a camera), K of them showing motion
 (bikes.mp4 from ../shared/media, scaled, forward then backward) and the rest a still scene
-(one frame of it with fresh camera noise in every frame), through prune8 ``int8-cpu``
-(full size, random weights: speed does not depend on the values) at one inference every 8
-frames. Every (N, K, gate) runs in a fresh process for --seconds; reported: sustained fps
-per stream, dropped frames, dropped windows on the active streams (a due window that was
-never classified), decode-to-result latency p95, CPU share (process CPU time / wall time,
-in cores), peak RSS, inferences and still windows skipped. Each camera's queue holds one
+(one frame of it with fresh camera noise in every frame), through ``--variant`` at
+``--precision`` (default prune8 ``int8-cpu``; full size, random weights: speed does not
+depend on the values) at one inference every 8 frames. Every (N, K, gate) runs in a fresh
+process for --seconds; reported: sustained fps per stream, dropped frames, dropped windows
+on the active streams (a due window that was never classified), decode-to-result latency
+p95, CPU share (process CPU time / wall time, in cores), peak RSS, inferences and still
+windows skipped. Each camera's queue holds one
 stride of frames (``--queue-size 8``), so an inference within budget drops none.
 
 The capacity is the largest N with no dropped window on the active streams and the p95
@@ -21,6 +22,7 @@ the motion detector's cost per frame, and two ways to serve several due streams 
 hint runs requests in flight).
 
     python benchmarks/bench_capacity.py                       # N = 1 2 4 8 12 16, K = 1 2
+    python benchmarks/bench_capacity.py --variant scratch --precision fp32 --device cpu
     python benchmarks/bench_capacity.py --streams 1 2 --seconds 6 --out /tmp/c.json
 
 Writes benchmarks/results/bench_capacity.json and bench_capacity.png. Numbers come from one
@@ -32,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -182,20 +183,15 @@ def projected_capacity(
 
 
 def projections(costs: dict, cores: int, active: list[int]) -> dict:
-    """Capacity projected from CPU costs: with this run's inference cost, and with the one
-    bench_cpu.json measured for the same graph on a quiet machine (2 threads busy for its
-    median wall time), at one inference per 8 and per 16 frames."""
-    quiet = json.loads((RESULTS / "bench_cpu.json").read_text())
-    row = next(r for r in quiet["rows"] if r["variant"] == "prune8" and "int8-cpu" in r["path"])
-    idle = {**costs, "inference_cpu_ms": 1e3 * row["median_s"] * quiet["machine"]["threads"]}
+    """Capacity projected from this run's CPU costs (CPU-bound only: it ignores latency), at
+    one inference per 8, 16 and 64 frames."""
     out = {}
-    for name, c in (("this_run", costs), ("quiet_machine", idle)):
-        for every in (EVERY, 2 * EVERY):
-            for k in active:
-                for g in ("none", "motion"):
-                    key = f"{name} every={every} K={k} gate={g}"
-                    out[key] = projected_capacity(c, cores, k, g == "motion", every)
-    return {"inference_cpu_ms_quiet": idle["inference_cpu_ms"], "capacity": out}
+    for every in (EVERY, 2 * EVERY, 8 * EVERY):
+        for k in active:
+            for g in ("none", "motion"):
+                key = f"every={every} K={k} gate={g}"
+                out[key] = projected_capacity(costs, cores, k, g == "motion", every)
+    return {"capacity": out}
 
 
 # --- one capacity run (in its own process) ---------------------------------------------------
@@ -308,7 +304,7 @@ def report(caps: dict, projected: dict) -> None:
         print(f"projected from CPU costs, {name}: {c} streams")
 
 
-def plot(rows: list[dict], out: Path, load: float) -> None:
+def plot(rows: list[dict], out: Path, model: str, load: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -330,7 +326,7 @@ def plot(rows: list[dict], out: Path, load: float) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("dropped windows on the active streams")
-    fig.suptitle(f"prune8 int8-cpu, one inference per 8 frames (load average {load:.1f})")
+    fig.suptitle(f"{model}, one inference per 8 frames (load average {load:.1f})")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
@@ -342,7 +338,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0, help="Stream time per run.")
     ap.add_argument("--still-streams", type=int, default=8, help="Streams of the still-cost run.")
     ap.add_argument("--device", default="openvino", help="Inference device (edgevid --device).")
-    ap.add_argument("--model", type=Path, default=ROOT / "benchmarks/.cache/prune8-int8-cpu.onnx")
+    ap.add_argument("--variant", default="prune8", help="Registry variant (full size).")
+    ap.add_argument("--precision", default="int8-cpu", help="Its graph's precision.")
+    ap.add_argument("--model", type=Path, help="A graph to use instead [exported to --work].")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks/.cache")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_capacity.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -357,7 +355,7 @@ def main() -> None:
         out["capacity_projected"] = projections(out["costs_cpu_ms"], out["cores"], args.active)
         report(out["capacity"], out["capacity_projected"])
         args.out.write_text(json.dumps(out, indent=2) + "\n")
-        plot(out["runs"], args.out.with_suffix(".png"), out["load_average"]["end"][0])
+        plot(out["runs"], args.out.with_suffix(".png"), out["model"], out["load_average"]["end"][0])
         return
     if args.child:
         spec = json.loads(args.child)
@@ -365,11 +363,13 @@ def main() -> None:
                                spec["gate"], spec["seconds"], spec["device"])  # fmt: skip
         print(json.dumps(run))
         return
-    if not args.model.is_file():  # exported once, as bench_runtime.py does
+    if args.model is None:  # exported once, as bench_runtime.py does
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from bench_runtime import export_graphs
 
-        args.model = export_graphs("prune8", ["int8-cpu"], args.work)["int8-cpu"]
+        args.model = export_graphs(args.variant, [args.precision], args.work)[args.precision]
+    from edgevid.plan.run import machine_info
+
     load_start = list(os.getloadavg())
     clips = make_clips(args.work)
     videos = (clips["active"], MEDIA / "bikes.mp4", MEDIA / "bigbuckbunny.mp4")
@@ -420,9 +420,10 @@ def main() -> None:
     projected = projections(costs, os.cpu_count() or 1, args.active)
     report(caps, projected)
     out = {
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "cpu": machine_info()["cpu"], "cores": os.cpu_count(),
         "load_average": {"start": load_start, "end": list(os.getloadavg())},
-        "model": f"{args.model.name} (prune8 full size, random weights)", "device": args.device,
+        "model": f"{args.variant} {args.precision}", "device": args.device,
+        "graph": f"{args.model.name} (full size, random weights)",
         "stream": {"fps": FPS, "size": f"{WIDTH}x{HEIGHT}", "every": EVERY,
                    "budget_ms": BUDGET_MS, "seconds": args.seconds},
         "decode": decode, "detector": detector, "serving_two_due_streams": serving,
@@ -431,7 +432,7 @@ def main() -> None:
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    plot(rows, args.out.with_suffix(".png"), out["load_average"]["end"][0])
+    plot(rows, args.out.with_suffix(".png"), out["model"], out["load_average"]["end"][0])
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 

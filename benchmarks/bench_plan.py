@@ -15,7 +15,7 @@ backend; the selection is the plan's (edgevid.plan.search, pure). Every candidat
 JSON lists what the search would have skipped. Measurements are cached in --work: run it
 again to resume.
 
-    python benchmarks/bench_plan.py                      # ~30 min on 2 busy cores
+    python benchmarks/bench_plan.py                      # ~40 min on 2 cores
     python benchmarks/bench_plan.py --teacher demo/runs/timesformer/best --data demo/data
     python benchmarks/bench_plan.py --fps 30 --every 8 --max-drop 1
 """
@@ -33,7 +33,7 @@ from edgevid._atomic import write_json
 from edgevid.plan import search
 from edgevid.plan.run import PlanConfig, finish, machine_info, plan
 from edgevid.plan.search import Constraints
-from edgevid.plan.space import available_backends, candidates
+from edgevid.plan.space import DEFAULT_PRECISIONS, available_backends, candidates
 
 # torch's OpenMP threads spin by default, and on a shared 2-core machine the spinning takes
 # the cores from the work (edgevid/cli/__init__.py sets the same for every command)
@@ -41,40 +41,49 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 RESULTS = Path(__file__).parent / "results" / "bench_plan.json"
 FIGURE = Path(__file__).parents[1] / "docs" / "img" / "plan_pareto.png"
 LEVELS = (2, 4, 6, 8)
-PRECISIONS = ("fp32", "int8-dynamic")  # no calibration: random full-size weights
+PRECISIONS = DEFAULT_PRECISIONS  # fp32, int8-dynamic and the calibrated int8-cpu
 
 
 def tiny_teacher(work: Path, epochs: int) -> tuple[Path, Path]:
-    """The synthetic dataset and a tiny 12-layer TimeSformer trained on it (reused)."""
+    """The demo's synthetic dataset and a tiny 12-layer TimeSformer trained on it as the demo
+    trains it (batch 8, no augmentation), reused when present."""
     from edgevid.core.manifest import load_or_split
+    from edgevid.demo import DemoConfig
     from edgevid.train.config import AugmentConfig, TrainConfig
     from edgevid.train.synth import make_synthetic_dataset
     from edgevid.train.trainer import train
 
     data, run = work / "data", work / "teacher"
     if not (data / "manifest.json").is_file():
-        make_synthetic_dataset(data, classes=5, clips_per_class=30, seed=0)
+        make_synthetic_dataset(data, classes=5, clips_per_class=DemoConfig.clips_per_class,
+                               seed=0)  # fmt: skip
         load_or_split(data).save(data / "manifest.json")
     if not (run / "best").is_dir():
         cfg = TrainConfig(variant="tiny-timesformer", weights="random", epochs=epochs, lr=1e-3,
-                          batch_size=16, unfreeze=-1, label_smoothing=0.0,
+                          batch_size=8, unfreeze=-1, label_smoothing=0.0,
                           augment=AugmentConfig(enabled=False), seed=0)  # fmt: skip
         train(cfg, load_or_split(data), run, progress=False)
     return data, run / "best"
 
 
-def full_graphs(full: Path) -> dict[int, dict[str, Path]]:
-    """prune<D>/prune<D>[-int8-dynamic].onnx, random weights (exported here when missing)."""
+def full_graphs(full: Path, data: Path, calib_clips: int) -> dict[int, dict[str, Path]]:
+    """prune<D>/prune<D>[-<precision>].onnx, random weights (exported here when missing).
+
+    The calibrated graphs take their activation ranges from ``calib_clips`` clips of the
+    tiny model's dataset, resized to 224x224: with random weights the ranges decide nothing
+    but the speed, which does not depend on them."""
+    from edgevid.core.precision import PRECISIONS as TABLE
     from edgevid.export.pipeline import ExportConfig, export_model
 
     graphs = {}
     for d in LEVELS:
         folder = full / f"prune{d}"
-        want = {"fp32": folder / f"prune{d}.onnx",
-                "int8-dynamic": folder / f"prune{d}-int8-dynamic.onnx"}  # fmt: skip
+        want = {p: folder / f"prune{d}{TABLE[p].suffix}.onnx" for p in PRECISIONS}
         if not all(p.is_file() for p in want.values()):
+            extra = tuple(p for p in PRECISIONS if p != "fp32")
             export_model(ExportConfig(variant=f"prune{d}", random_init=True, verify=False,
-                                      precisions=("int8-dynamic",), out=str(folder)))  # fmt: skip
+                                      precisions=extra, calib_data=str(data),
+                                      calib_clips=calib_clips, out=str(folder)))  # fmt: skip
         graphs[d] = want
     return graphs
 
@@ -94,8 +103,9 @@ def main() -> None:
         "(e.g. edgevid demo's runs/timesformer/best) [default: train one]",
     )
     ap.add_argument("--data", type=Path, help="its dataset (the demo's data/)")
-    ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--teacher-epochs", type=int, default=30, help="as the demo trains it")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--calib-clips", type=int, default=8, help="INT8 calibration clips")
     args = ap.parse_args()
     import torch
 
@@ -111,13 +121,14 @@ def main() -> None:
         data, teacher = tiny_teacher(args.work, args.teacher_epochs)
     tiny = plan(PlanConfig(checkpoint=teacher, data=data, constraints=c, out=args.work / "tiny",
                            precisions=PRECISIONS, levels=LEVELS, threads=(args.threads,),
-                           recover_epochs=2, lr=1e-3, rounds=10, progress=False))  # fmt: skip
+                           recover_epochs=2, lr=1e-3, rounds=10, calib_clips=args.calib_clips,
+                           progress=False))  # fmt: skip
     accuracy = {r.candidate: r.accuracy for r in tiny.rows}
 
     # 2. latency, RSS, size: the full-size graphs, random weights, every candidate
     from edgevid.plan.measure import cached_row
 
-    graphs = full_graphs(args.full or args.work / "full")
+    graphs = full_graphs(args.full or args.work / "full", data, args.calib_clips)
     space = candidates(LEVELS, PRECISIONS, available_backends(), (args.threads,))
     rows = []
     for k in search.search_order(space):
@@ -127,6 +138,10 @@ def main() -> None:
         note = "  (cached)" if cached else ""
         print(f"{k.name:<40} p50 {r.p50_ms:8.1f} ms  p95 {r.p95_ms:8.1f} ms  "
               f"RSS {r.rss_mb:6.0f} MB  acc {accuracy.get(k)}{note}")  # fmt: skip
+    load_full = machine_info()["load_avg"]
+    from bench_cpu import matmul_rates  # this CPU's ceiling, to read the latencies against
+
+    rates = {k: round(v, 1) for k, v in matmul_rates(args.threads).items()}
     would_skip = {}  # what `edgevid plan` would not have measured, in its search order
     measured = []
     for r in rows:
@@ -166,7 +181,10 @@ def main() -> None:
         "tiny_selection": tiny.selection.message,
         "table_md": table,
         "machine": {**machine_info(), "load_avg_before": load_before,
-                    "note": "2 cores shared with other engineers' jobs: see load_avg"},
+                    "load_avg_after_full_size": load_full,
+                    "matmul_gmacs_per_s": rates,
+                    "note": "1/5/15-minute load averages: ~0 is a quiet machine, 2 is both "
+                            "cores busy with other work"},
         "wall_s": round(time.perf_counter() - t0, 1),
     })  # fmt: skip
     print(f"wrote {RESULTS} and {FIGURE}")

@@ -67,3 +67,23 @@ def test_the_site_builds_strict_with_generated_pages(tmp_path):
     models = (site / "guide" / "models" / "index.html").read_text()
     assert "GFLOPs" in models and "prune8" in models  # edgevid variants, run at build time
     assert "Unreleased" in (site / "changelog" / "index.html").read_text()
+
+
+def test_the_plan_page_shows_the_plan_benchmark_as_measured():
+    """docs/plan.md's real plan is bench_plan.json's: its table, its line, its machine."""
+    text = (ROOT / "docs" / "plan.md").read_text()
+    doc = json.loads((ROOT / "benchmarks" / "results" / "bench_plan.json").read_text())
+    assert doc["table_md"].strip() in text, "paste table_md of bench_plan.json into docs/plan.md"
+    assert " ".join(doc["selection"]["message"].split()) in " ".join(text.split())
+    assert doc["machine"]["cpu"] in text
+
+
+def test_the_multi_camera_page_shows_the_capacity_benchmark_as_measured():
+    doc = json.loads((ROOT / "benchmarks" / "results" / "bench_capacity.json").read_text())
+    text = (ROOT / "docs" / "multi-camera.md").read_text()
+    share = doc["still_streams"]["per_stream_share_of_a_core"]
+    assert f"{100 * share:.1f}% of one core" in text
+    assert doc["cpu"] in text
+    for row in doc["runs"]:  # every measured run is a row of the page's table
+        cells = f"| {row['streams']} | {row['active']} | {row['gate']} |"
+        assert cells in text, cells

@@ -64,11 +64,11 @@ def plot_pareto(
     markers = dict(zip(backends, "osD^v<>", strict=False))
     for r in scored:
         color = f"C{precisions.index(r.candidate.precision)}"
-        ax.scatter(r.p95_ms, r.accuracy, marker=markers[r.candidate.backend], s=40, color=color,
-                   alpha=0.8)  # fmt: skip
-        ax.annotate(f"prune{r.candidate.drop}" if r.candidate.drop else "unpruned",
-                    (r.p95_ms, r.accuracy), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")  # fmt: skip
+        ax.scatter(r.p95_ms, r.accuracy, marker=markers[r.candidate.backend], s=170,
+                   color=color, alpha=0.75)  # fmt: skip
+        # the prune level, inside the marker
+        ax.annotate(f"p{r.candidate.drop}", (r.p95_ms, r.accuracy), fontsize=6.5, ha="center",
+                    va="center", color="white", weight="bold")  # fmt: skip
     if front:
         ax.plot([r.p95_ms for r in front], [r.accuracy for r in front], "k-", lw=1,
                 label="Pareto front")  # fmt: skip
@@ -87,6 +87,7 @@ def plot_pareto(
         ax.scatter([], [], marker=markers[b], color="grey", label=b)
     for i, p in enumerate(precisions):
         ax.scatter([], [], marker="s", color=f"C{i}", label=p)
+    ax.scatter([], [], marker="", label="pN: prune level N (p0: unpruned)")
     lows = [r.accuracy for r in scored] + ([floor] if floor is not None else [])
     if lows:  # accuracy is in [0, 1]: a floor below 0 (a huge --max-drop) is off the chart
         ax.set_ylim(max(0.0, min(lows) - 0.05), min(1.02, max(lows) + 0.05))
