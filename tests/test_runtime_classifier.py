@@ -87,6 +87,47 @@ def test_batched_predict_equals_one_by_one(tiny_onnx, media_dir):
         np.testing.assert_allclose(got.probs, clf.predict(clip).probs, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("batched_ms", "split_ms", "split"),
+    [(100.0, 60.0, True), (100.0, 96.0, False), (100.0, 100.0, False), (60.0, 100.0, False)],
+)
+def test_several_clips_are_split_only_when_that_measured_clearly_faster(
+    batched_ms, split_ms, split
+):
+    from edgevid.runtime.backends.base import BatchChoice
+
+    choice = BatchChoice.decide(2, batched_ms / 1e3, split_ms / 1e3)
+    assert (choice.split, choice.batched_ms, choice.split_ms) == (split, batched_ms, split_ms)
+
+
+def test_auto_batching_measures_each_batch_size_once_and_changes_no_result(tiny_onnx):
+    """A real ONNX Runtime session: the first batch of 3 is timed both ways (recorded), later
+    ones run the way that won, and every mode gives the batch's own logits."""
+    backend = load_backend(tiny_onnx, device="cpu")
+    meta = backend.meta
+    x = np.random.default_rng(0).standard_normal(
+        (5, meta.num_frames, 3, meta.image_size, meta.image_size), dtype=np.float32
+    )
+    backend.batching = "batch"
+    reference = backend.run(x[:3])
+    assert backend.batch_choices == {}  # "batch" measures nothing
+    backend.batching = "auto"
+    first = backend.run(x[:3])
+    choice = backend.batch_choices[3]
+    assert choice.batch == 3 and choice.batched_ms > 0 and choice.split_ms > 0
+    assert choice.split == (choice.split_ms < 0.95 * choice.batched_ms)
+    again = backend.run(x[:3])
+    assert backend.batch_choices == {3: choice}  # measured once
+    backend.batching = "split"
+    split = backend.run(x[:3])
+    for got in (first, again, split):
+        np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-5)
+    backend.batching, backend.max_batch = "auto", 2  # 5 clips in calls of at most 2
+    capped = backend.run(x)
+    assert set(backend.batch_choices) == {2, 3} and capped.shape == (5, meta.num_classes)
+    np.testing.assert_allclose(capped[:3], reference, rtol=1e-4, atol=1e-5)
+
+
 def test_uint8_input_graph_skips_host_normalisation(tmp_path):
     meta = ModelMeta(labels=LABELS, num_frames=4, image_size=16, input_format="uint8")
     w = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], np.float32) / 50

@@ -80,6 +80,7 @@ def test_stride_comes_from_the_sampling_metadata(tiny_onnx, media_dir, tmp_path)
 
 def test_streams_are_batched_into_one_inference(tiny_onnx, media_dir):
     clf = Classifier(tiny_onnx)
+    clf.backend.batching = "batch"  # one call per step, never measured against calls of one
     batches: list[int] = []
     real_run = clf.backend._run
 
@@ -101,6 +102,17 @@ def test_streams_are_batched_into_one_inference(tiny_onnx, media_dir):
     assert [st["frames_read"] for st in summary["streams"]] == [250, 120]
     assert summary["inferences"] == 46 and summary["frames_dropped"] == 0
     assert set(summary["stages_ms"]) == {"decode", "preprocess", "buffer", "inference"}
+    assert summary["batching"] == {}
+
+
+def test_auto_batching_is_measured_once_and_reported_in_the_summary(tiny_onnx, media_dir):
+    sources = [media_dir / "bikes.mp4", media_dir / "carphone_pristine.mp4"]
+    s = Streamer(sources, tiny_onnx, every=8)  # batching "auto", the default
+    results = [r for step in s.steps() for r in step.results]
+    assert len(results) == 46  # as many as one batched call per step gives
+    choice = s.stats.summary()["batching"]["2"]
+    assert choice["batch"] == 2 and choice["batched_ms"] > 0 and choice["split_ms"] > 0
+    assert "2 due clips run as" in s.stats.format()
 
 
 def test_live_stream_through_the_loop(tiny_onnx):

@@ -79,6 +79,8 @@ class Stats:
     latency: Samples = field(default_factory=Samples)  # seconds, newest frame -> result
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    # batch size -> how the backend runs that many due clips, as measured (BatchChoice)
+    batching: dict[int, dict] = field(default_factory=dict)
 
     def add(self, stage: str, seconds: float) -> None:
         self.stages[stage].append(seconds)
@@ -111,6 +113,7 @@ class Stats:
             ),
             "latency_ms": percentiles(self.latency),
             "streams": [s.__dict__ for s in self.streams],
+            "batching": {str(b): c for b, c in sorted(self.batching.items())},
         }
 
     def format(self) -> str:
@@ -135,6 +138,12 @@ class Stats:
             lines.append(
                 f"  {'latency':<11} p50 {p['p50']:8.2f} ms  p95 {p['p95']:8.2f} ms  "
                 f"p99 {p['p99']:8.2f} ms  (frame decoded -> result)"
+            )
+        for c in s["batching"].values():  # measured once per batch size
+            how = f"{c['batch']} calls of one" if c["split"] else "one call"
+            lines.append(
+                f"  {c['batch']} due clips run as {how}: measured {c['batched_ms']:.1f} ms "
+                f"as one call, {c['split_ms']:.1f} ms as {c['batch']}"
             )
         for st in self.streams if len(self.streams) > 1 else []:
             lines.append(

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -361,10 +361,12 @@ class Streamer:
             lane.counts.frames_dropped = lane.source.frames_dropped
             lane.counts.reconnects = lane.source.reconnects
             lane.counts.damaged = lane.source.damage
+        backend = self.classifier.backend
         if not self._backend_timed:  # a backend's own stages (e.g. network), once
             self._backend_timed = True
-            for stage, seconds in self.classifier.backend.timings().items():
+            for stage, seconds in backend.timings().items():
                 self.stats.stages[stage].extend(seconds)
+        self.stats.batching = {b: asdict(c) for b, c in backend.batch_choices.items()}
         if self.stats.finished is None:
             self.stats.stop()
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+import functools
 import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,41 @@ from edgevid.core.meta import ModelMeta
 from edgevid.errors import ModelError
 
 
+@dataclass(frozen=True)
+class BatchChoice:
+    """One call for B clips, or B calls of one: measured, not assumed. A batch shares each
+    weight load among its clips, but whether that wins depends on the engine, the model and
+    the CPU: on the same 2-core CPU one engine ran a batch of two clips slower than the two
+    one after the other, another faster (benchmarks/results/bench_capacity*.json,
+    ``serving_two_due_streams``)."""
+
+    batch: int  # B, the clips of one call
+    batched_ms: float  # one call of all B (after a warm-up call of that shape)
+    split_ms: float  # B calls of one clip each
+    split: bool  # run B clips as B calls from now on
+
+    MARGIN = 0.05  # split only when it measured 5% faster: timing noise keeps the batch
+
+    @classmethod
+    def decide(cls, batch: int, batched_s: float, split_s: float) -> BatchChoice:
+        split = split_s < batched_s * (1 - cls.MARGIN)
+        return cls(batch, round(batched_s * 1e3, 3), round(split_s * 1e3, 3), split)
+
+    @classmethod
+    def measure(
+        cls, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray
+    ) -> tuple[BatchChoice, np.ndarray]:
+        """Time ``run`` on ``x`` (B, ...) both ways, each shape warmed first: the choice and
+        the batched call's logits (the batch is the reference; a split gives the same)."""
+        run(x), run(x[:1])  # first calls of a shape allocate and compile
+        t0 = time.perf_counter()
+        logits = run(x)
+        t1 = time.perf_counter()
+        for i in range(len(x)):
+            run(x[i : i + 1])
+        return cls.decide(len(x), t1 - t0, time.perf_counter() - t1), logits
+
+
 class Backend(abc.ABC):
     """A loaded model: metadata + ``run(x) -> logits``. Construction validates the file."""
 
@@ -24,6 +62,10 @@ class Backend(abc.ABC):
     meta: ModelMeta  # labels, T, size, mean/std, input_format, ...
     max_batch: int | None = None  # None: any batch; else run() splits bigger batches
     selection: str | None = None  # why --device auto chose this backend (printed once)
+    # Several clips at once (several due streams): "auto" measures, once per batch size, one
+    # call of them all against one call per clip and keeps the faster (BatchChoice); "batch"
+    # always makes one call, "split" one per clip.
+    batching: str = "auto"
 
     def __init__(
         self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None
@@ -36,8 +78,25 @@ class Backend(abc.ABC):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """x (B, T, 3, S, S) float32 or (B, T, S, S, 3) uint8 -> logits (B, C) float32."""
-        step = self.max_batch or len(x)
-        logits = np.concatenate([self._run(x[i : i + step]) for i in range(0, len(x), step)])
+        step = max(1, min(self.max_batch or len(x), len(x)))
+        if step > 1 and self.batching != "batch":
+            if self.batching == "auto" and step not in self.batch_choices:
+                choice, logits = BatchChoice.measure(self._run, x[:step])
+                self.batch_choices[step] = choice
+                rest = [self.run(x[step:])] if len(x) > step else []
+                return self._checked(np.concatenate([logits, *rest]))
+            if self.batching == "split" or self.batch_choices[step].split:
+                step = 1
+        return self._checked(
+            np.concatenate([self._run(x[i : i + step]) for i in range(0, len(x), step)])
+        )
+
+    @functools.cached_property
+    def batch_choices(self) -> dict[int, BatchChoice]:
+        """Batch size -> how "auto" runs it, as measured on this backend's first such call."""
+        return {}
+
+    def _checked(self, logits: np.ndarray) -> np.ndarray:
         if logits.ndim != 2 or logits.shape[1] != self.meta.num_classes:
             check_logits(self.path, self.meta, logits.shape)  # raises MetadataError
         return logits.astype(np.float32, copy=False)
