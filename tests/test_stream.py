@@ -80,7 +80,6 @@ def test_stride_comes_from_the_sampling_metadata(tiny_onnx, media_dir, tmp_path)
 
 def test_streams_are_batched_into_one_inference(tiny_onnx, media_dir):
     clf = Classifier(tiny_onnx)
-    clf.backend.batching = "batch"  # one call per step, never measured against calls of one
     batches: list[int] = []
     real_run = clf.backend._run
 
@@ -90,7 +89,7 @@ def test_streams_are_batched_into_one_inference(tiny_onnx, media_dir):
 
     clf.backend._run = counting_run
     sources = [media_dir / "bikes.mp4", media_dir / "carphone_pristine.mp4"]
-    s = Streamer(sources, clf, every=8)
+    s = Streamer(sources, clf, every=8, batching="batch")  # one call per step, never timed
     per_stream = {0: 0, 1: 0}
     for step in s.steps():
         assert len({f.stream for f in step.frames}) == len(step.frames)  # <= 1 per stream

@@ -22,6 +22,7 @@ from edgevid.cli._options import (
 )
 from edgevid.core.precision import OPENVINO_CHOICES
 from edgevid.progress import is_quiet
+from edgevid.runtime.backends.base import BATCHING
 from edgevid.runtime.motion import GATES, MotionConfig
 
 PRECISION_HELP = (
@@ -62,6 +63,10 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
               type=click.FloatRange(0, 1),
               help="Share of the frame that must move for a frame to count as moving "
               "(--gate motion).")  # fmt: skip
+@click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
+              help="Several streams due at once: auto runs their clips as one batched call "
+              "or one call each, whichever measured faster on this backend (timed once per "
+              "batch size, shown in the summary); batch or split forces one.")  # fmt: skip
 @click.option("--smooth", default="ema:0.6", show_default=True, help="ema:A | mean:N | none.")
 @click.option("--threshold", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help='Below this probability the label is "uncertain".')  # fmt: skip
@@ -137,7 +142,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--quiet", "-q", is_flag=True, help="No end-of-run summary on stderr.")
 def run(
     sources: tuple[str, ...], model: str, every: int, stride: int | None, gate: str,
-    motion_threshold: int, motion_area: float, smooth: str,
+    motion_threshold: int, motion_area: float, batching: str, smooth: str,
     threshold: float, top_k: int, json_path: str, events_path: str | None,
     publish: str | None, mqtt_outbox: int, mqtt_ca: str | None, segment_threshold: float,
     segment_release: float,
@@ -192,7 +197,7 @@ def run(
     make_smoother(smooth)  # a bad --smooth fails before the model loads
     config = StreamConfig(
         every=every, stride=stride, smooth=smooth, threshold=threshold, top_k=top_k,
-        max_frames=max_frames, gate=gate,
+        max_frames=max_frames, gate=gate, batching=batching,
         motion=MotionConfig(threshold=motion_threshold, min_area=motion_area),
         capture=CaptureConfig(queue_size, realtime, reconnect_timeout),
         options=SourceOptions(timeout_s=timeout),

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from edgevid.errors import EdgevidError, SourceError
+from edgevid.runtime.backends.base import BATCHING
 from edgevid.runtime.buffer import ClipBuffer
 from edgevid.runtime.capture import CaptureConfig, Frame, Source, open_source
 from edgevid.runtime.classifier import Classifier
@@ -60,6 +61,9 @@ class StreamConfig:
     keep_frames: bool = False  # each Result carries its newest frame (orig_img) for plot()
     gate: str = "none"  # "motion": skip a stream's windows while none of their frames moved
     motion: MotionConfig = field(default_factory=MotionConfig)  # the gate's detector settings
+    # several due streams: "auto" runs their clips as one call or one call each, whichever
+    # measured faster on the backend (BatchChoice, once per batch size); "batch" | "split"
+    batching: str = "auto"
 
 
 @dataclass
@@ -160,7 +164,12 @@ class Streamer:
             raise EdgevidError(f"every and stride must be >= 1, got {self.config}")
         if self.config.gate not in GATES:
             raise EdgevidError(f"unknown gate {self.config.gate!r}; choose from {', '.join(GATES)}")
+        if self.config.batching not in BATCHING:
+            raise EdgevidError(
+                f"unknown batching {self.config.batching!r}; choose from {', '.join(BATCHING)}"
+            )
         self.classifier = model if isinstance(model, Classifier) else Classifier(model)
+        self.classifier.backend.batching = self.config.batching
         one = isinstance(sources, str | os.PathLike | int) or is_frames(sources)
         if not (one or isinstance(sources, list | tuple)):
             raise SourceError(

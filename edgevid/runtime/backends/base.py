@@ -19,6 +19,8 @@ from edgevid.core.artifact import check_logits
 from edgevid.core.meta import ModelMeta
 from edgevid.errors import ModelError
 
+BATCHING = ("auto", "batch", "split")  # Backend.batching, StreamConfig.batching
+
 
 @dataclass(frozen=True)
 class BatchChoice:
@@ -62,10 +64,10 @@ class Backend(abc.ABC):
     meta: ModelMeta  # labels, T, size, mean/std, input_format, ...
     max_batch: int | None = None  # None: any batch; else run() splits bigger batches
     selection: str | None = None  # why --device auto chose this backend (printed once)
-    # Several clips at once (several due streams): "auto" measures, once per batch size, one
-    # call of them all against one call per clip and keeps the faster (BatchChoice); "batch"
-    # always makes one call, "split" one per clip.
-    batching: str = "auto"
+    # Several clips at once: "batch" makes one call of them all (deterministic: evaluation);
+    # "split" one call per clip; "auto" measures both once per batch size and keeps the
+    # faster (BatchChoice), as the runtime loop does for several due streams.
+    batching: str = "batch"
 
     def __init__(
         self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None
