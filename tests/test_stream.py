@@ -109,6 +109,7 @@ def test_auto_batching_is_measured_once_and_reported_in_the_summary(tiny_onnx, m
     s = Streamer(sources, tiny_onnx, every=8)  # batching "auto", the default
     results = [r for step in s.steps() for r in step.results]
     assert len(results) == 46  # as many as one batched call per step gives
+    # 15 steps have both streams due: the first three are the trial, the rest as decided
     choice = s.stats.summary()["batching"]["2"]
     assert choice["batch"] == 2 and choice["batched_ms"] > 0 and choice["split_ms"] > 0
     assert "2 due clips run as" in s.stats.format()

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +26,10 @@ BATCHING = ("auto", "batch", "split")  # Backend.batching, StreamConfig.batching
 class BatchChoice:
     """One call for B clips, or B calls of one: measured, not assumed. A batch shares each
     weight load among its clips, but whether that wins depends on the engine, the model and
-    the CPU: on the same 2-core CPU one engine ran a batch of two clips slower than the two
-    one after the other, another faster (benchmarks/results/bench_capacity*.json,
-    ``serving_two_due_streams``)."""
+    the CPU (benchmarks/results/bench_capacity*.json, ``serving_two_due_streams``)."""
 
     batch: int  # B, the clips of one call
-    batched_ms: float  # one call of all B (after a warm-up call of that shape)
+    batched_ms: float  # one call of all B (the second such call: the first warms the shape)
     split_ms: float  # B calls of one clip each
     split: bool  # run B clips as B calls from now on
 
@@ -42,19 +40,26 @@ class BatchChoice:
         split = split_s < batched_s * (1 - cls.MARGIN)
         return cls(batch, round(batched_s * 1e3, 3), round(split_s * 1e3, 3), split)
 
-    @classmethod
-    def measure(
-        cls, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray
-    ) -> tuple[BatchChoice, np.ndarray]:
-        """Time ``run`` on ``x`` (B, ...) both ways, each shape warmed first: the choice and
-        the batched call's logits (the batch is the reference; a split gives the same)."""
-        run(x), run(x[:1])  # first calls of a shape allocate and compile
-        t0 = time.perf_counter()
-        logits = run(x)
-        t1 = time.perf_counter()
-        for i in range(len(x)):
-            run(x[i : i + 1])
-        return cls.decide(len(x), t1 - t0, time.perf_counter() - t1), logits
+
+@dataclass
+class BatchTrial:
+    """How "auto" finds a BatchChoice for B clips on the calls it has to make anyway (no
+    extra inference): the first call of B runs batched (it warms that shape), the second as
+    B calls of one, the third batched again; the second and third are compared."""
+
+    batch: int
+    calls: int = 0
+    split_s: float = 0.0
+
+    def next_is_split(self) -> bool:
+        return self.calls == 1
+
+    def record(self, split: bool, seconds: float) -> BatchChoice | None:
+        """Count a call that took ``seconds``; the choice once the trial is complete."""
+        self.calls += 1
+        if split:
+            self.split_s = seconds
+        return BatchChoice.decide(self.batch, seconds, self.split_s) if self.calls == 3 else None
 
 
 class Backend(abc.ABC):
@@ -81,21 +86,37 @@ class Backend(abc.ABC):
     def run(self, x: np.ndarray) -> np.ndarray:
         """x (B, T, 3, S, S) float32 or (B, T, S, S, 3) uint8 -> logits (B, C) float32."""
         step = max(1, min(self.max_batch or len(x), len(x)))
-        if step > 1 and self.batching != "batch":
-            if self.batching == "auto" and step not in self.batch_choices:
-                choice, logits = BatchChoice.measure(self._run, x[:step])
-                self.batch_choices[step] = choice
-                rest = [self.run(x[step:])] if len(x) > step else []
-                return self._checked(np.concatenate([logits, *rest]))
-            if self.batching == "split" or self.batch_choices[step].split:
-                step = 1
-        return self._checked(
-            np.concatenate([self._run(x[i : i + step]) for i in range(0, len(x), step)])
-        )
+        calls = [self._call(x[i : i + step]) for i in range(0, len(x), step)]
+        return self._checked(np.concatenate(calls))
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        """Clips the engine accepts at once: one call, or one call per clip (batching)."""
+        b = len(x)
+        if b == 1 or self.batching == "batch":
+            return self._run(x)
+        if self.batching == "split":
+            return self._split(x)
+        if b in self.batch_choices:
+            return self._split(x) if self.batch_choices[b].split else self._run(x)
+        trial = self._trials.setdefault(b, BatchTrial(b))
+        split = trial.next_is_split()
+        t0 = time.perf_counter()
+        logits = self._split(x) if split else self._run(x)
+        choice = trial.record(split, time.perf_counter() - t0)
+        if choice is not None:
+            self.batch_choices[b] = choice
+        return logits
+
+    def _split(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._run(x[i : i + 1]) for i in range(len(x))])
 
     @functools.cached_property
     def batch_choices(self) -> dict[int, BatchChoice]:
-        """Batch size -> how "auto" runs it, as measured on this backend's first such call."""
+        """Batch size -> how "auto" runs it, as measured on this backend's calls."""
+        return {}
+
+    @functools.cached_property
+    def _trials(self) -> dict[int, BatchTrial]:
         return {}
 
     def _checked(self, logits: np.ndarray) -> np.ndarray:
