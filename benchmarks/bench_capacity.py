@@ -33,6 +33,7 @@ run on a machine shared with others: the load average is recorded with them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -217,7 +218,7 @@ def run_streams_once(
         capture=CaptureConfig(queue_size=QUEUE, realtime=True),
     )  # fmt: skip
     results: dict[int, list] = {i: [] for i in range(n)}
-    c0, t0 = os.times(), time.perf_counter()
+    c0, t0, stat0 = os.times(), time.perf_counter(), _stat()
     last = (c0, t0)  # CPU and wall time of the latest inference
     warm_drops = None  # frames each stream had dropped when the warm-up ended
     for step in streamer.steps():
@@ -244,7 +245,7 @@ def run_streams_once(
             "inferences": counts.inferences, "windows_skipped": counts.windows_skipped,
             "windows_dropped": _dropped_windows(frames, seen, lane.buffer),
             "windows_dropped_steady": _dropped_windows(frames, seen, lane.buffer, warm),
-            "idle_s": round(counts.idle_s, 2),
+            "idle_s": round(counts.idle_s, 2), "result_frames": frames,
             "latency_ms": [ms for f, ms in got if f >= warm],
         })  # fmt: skip
     active = [s for s in streams if s["active"]]
@@ -261,6 +262,7 @@ def run_streams_once(
         "windows_dropped_active_steady": sum(s["windows_dropped_steady"] for s in active),
         "latency_p95_ms": float(np.percentile(latency, 95)) if latency else None,
         "cpu_cores": cpu / wall, "peak_rss_mb": peak_rss_mb(),
+        "steal_share": steal_share(stat0, _stat()),
         "cpu_cores_after_last_inference": _cpu(last[0], c1) / quiet if quiet > 1 else None,
         "inferences": sum(s["inferences"] for s in streams),
         "windows_skipped": sum(s["windows_skipped"] for s in streams),
@@ -268,17 +270,33 @@ def run_streams_once(
     }  # fmt: skip
 
 
+def _stat() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs (/proc/stat): on a VM, time the host gave away."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(a: tuple[int, int], b: tuple[int, int]) -> float | None:
+    return (b[0] - a[0]) / (b[1] - a[1]) if b[1] > a[1] else None
+
+
 def _cpu(a, b) -> float:
     return (b.user - a.user) + (b.system - a.system)
 
 
 def _dropped_windows(frames: list[int], seen: int, buffer, start: int = 0) -> int:
-    """Due windows (one every EVERY frames once the buffer first fills) never classified,
-    of those due at frame ``start`` or later."""
+    """Due windows never classified: a window is due every EVERY frames once the buffer
+    first fills, so a stretch of n * EVERY frames between consecutive results (or before the
+    first, or after the last of the ``seen`` frames) lost n - 1 windows. Frames a camera
+    dropped shift the schedule without losing a window unless a whole stride went
+    unclassified. Only stretches whose first due window is at frame ``start`` or later
+    count."""
     first = (buffer.num_frames - 1) * buffer.stride  # where the first window is due
-    due = max(0, (seen - 1 - first) // EVERY + 1)
-    before = max(0, -(-(start - first) // EVERY))  # due windows before frame `start`
-    return max(0, due - before - sum(f >= start for f in frames))
+    edges = [first - EVERY, *sorted(frames), seen - 1 + EVERY]
+    return sum((b - a) // EVERY - 1 for a, b in itertools.pairwise(edges) if a + EVERY >= start)
 
 
 def _child(args: argparse.Namespace, n: int, k: int, gate: str, clips: dict) -> dict:
@@ -386,7 +404,7 @@ def main() -> None:
         args.model = export_graphs(args.variant, [args.precision], args.work)[args.precision]
     from edgevid.plan.run import machine_info
 
-    load_start = list(os.getloadavg())
+    load_start, stat_start = list(os.getloadavg()), _stat()
     clips = make_clips(args.work)
     videos = (clips["active"], MEDIA / "bikes.mp4", MEDIA / "bigbuckbunny.mp4")
     decode = [decode_cost(v, t) for v in videos for t in (None, 1)]
@@ -439,6 +457,7 @@ def main() -> None:
     out = {
         "cpu": machine_info()["cpu"], "cores": os.cpu_count(),
         "load_average": {"start": load_start, "end": list(os.getloadavg())},
+        "steal_share": steal_share(stat_start, _stat()),  # CPU time the VM's host took
         "model": f"{args.variant} {args.precision}", "device": args.device,
         "graph": f"{args.model.name} (full size, random weights)",
         "stream": {"fps": FPS, "size": f"{WIDTH}x{HEIGHT}", "every": EVERY,
