@@ -320,6 +320,20 @@ def still_cost(args: argparse.Namespace, clips: dict, n: int) -> dict:
             "frames_dropped": row["frames_dropped"]}  # fmt: skip
 
 
+def still_marginal(rows: list[dict]) -> dict | None:
+    """What one more still stream adds to a gated run that keeps up: the slope of the CPU
+    share (cores) over N, least squares over the gated runs with the fewest active streams.
+    The still-only run's share per stream also carries the loop's own cost, spread over
+    its few streams; the slope is the cost of a camera added to a box."""
+    k = min((r["active"] for r in rows if r["gate"] == "motion"), default=None)
+    runs = [r for r in rows if r["gate"] == "motion" and r["active"] == k and _keeps_up(r)]
+    if len({r["streams"] for r in runs}) < 3:
+        return None
+    slope = float(np.polyfit([r["streams"] for r in runs], [r["cpu_cores"] for r in runs], 1)[0])
+    return {"active": k, "streams": sorted(r["streams"] for r in runs),
+            "cores_per_still_stream": slope}  # fmt: skip
+
+
 def capacity(rows: list[dict], k: int, gate: str) -> int:
     ok = [r["streams"] for r in rows if r["active"] == k and r["gate"] == gate and _keeps_up(r)]
     return max(ok, default=0)
@@ -338,29 +352,42 @@ def report(caps: dict, projected: dict) -> None:
         print(f"projected from CPU costs, {name}: {c} streams")
 
 
-def plot(rows: list[dict], out: Path, model: str, load: float) -> None:
+def plot(rows: list[dict], out: Path, model: str, cpu: str) -> None:
+    """Per K: dropped windows (top) and p95 latency against the budget (bottom) over N, gated
+    and ungated; the capacity (both within bounds) marked on each gated and ungated line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, k in zip(axes, sorted({r["active"] for r in rows}), strict=False):
+    ks = sorted({r["active"] for r in rows})
+    fig, axes = plt.subplots(2, len(ks), figsize=(5 * len(ks), 7), sharex="col", squeeze=False)
+    for col, k in enumerate(ks):
+        top, bottom = axes[0][col], axes[1][col]
         for gate, style in (("none", "o--"), ("motion", "s-")):
-            pts = sorted(
-                (r["streams"], r["windows_dropped_active_steady"])
-                for r in rows
-                if r["active"] == k and r["gate"] == gate
-            )
-            if pts:
-                ax.plot(*zip(*pts, strict=True), style, label=f"gate {gate}")
-        ax.set_xticks(sorted({r["streams"] for r in rows if r["active"] == k}))
-        ax.set_title(f"K = {k} active stream{'s' * (k > 1)}, the rest still")
-        ax.set_xlabel("streams (640x360, 30 fps)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0].set_ylabel(f"dropped windows on the active streams (after {WARMUP_S:g} s)")
-    fig.suptitle(f"{model}, one inference per 8 frames (load average {load:.1f})")
+            mine = sorted((r for r in rows if r["active"] == k and r["gate"] == gate),
+                          key=lambda r: r["streams"])  # fmt: skip
+            if not mine:
+                continue
+            n = [r["streams"] for r in mine]
+            line = top.plot(n, [r["windows_dropped_active_steady"] for r in mine], style,
+                            label=f"gate {gate}: capacity {capacity(rows, k, gate)}")  # fmt: skip
+            bottom.plot(n, [r["latency_p95_ms"] or float("nan") for r in mine], style,
+                        color=line[0].get_color(), label=f"gate {gate}")  # fmt: skip
+        bottom.axhline(BUDGET_MS, color="red", ls=":", lw=1, label=f"budget {BUDGET_MS:.0f} ms")
+        bottom.set_yscale("log")
+        bottom.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        bottom.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        top.set_title(f"K = {k} active stream{'s' * (k > 1)}, the rest still")
+        bottom.set_xlabel("streams (640x360, 30 fps)")
+        bottom.set_xticks(sorted({r["streams"] for r in rows if r["active"] == k}))
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"dropped windows, active streams (after {WARMUP_S:g} s)")
+    axes[1][0].set_ylabel("p95 decode-to-result latency, ms")
+    fig.suptitle(f"{model} on {cpu}: one inference per 8 frames, each (N, K, gate) one run")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
@@ -387,9 +414,10 @@ def main() -> None:
             "per_stream_share_of_a_core"
         ]
         out["capacity_projected"] = projections(out["costs_cpu_ms"], out["cores"], args.active)
+        out["still_stream_marginal"] = still_marginal(out["runs"])
         report(out["capacity"], out["capacity_projected"])
         args.out.write_text(json.dumps(out, indent=2) + "\n")
-        plot(out["runs"], args.out.with_suffix(".png"), out["model"], out["load_average"]["end"][0])
+        plot(out["runs"], args.out.with_suffix(".png"), out["model"], out["cpu"])
         return
     if args.child:
         spec = json.loads(args.child)
@@ -464,11 +492,12 @@ def main() -> None:
                    "budget_ms": BUDGET_MS, "seconds": args.seconds},
         "decode": decode, "detector": detector, "serving_two_due_streams": serving,
         "costs_cpu_ms": costs, "still_streams": still,
+        "still_stream_marginal": still_marginal(rows),
         "capacity": caps, "capacity_projected": projected, "runs": rows,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    plot(rows, args.out.with_suffix(".png"), out["model"], out["load_average"]["end"][0])
+    plot(rows, args.out.with_suffix(".png"), out["model"], out["cpu"])
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
