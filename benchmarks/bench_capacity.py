@@ -377,8 +377,9 @@ def plot(rows: list[dict], out: Path, model: str, cpu: str) -> None:
                         color=line[0].get_color(), label=f"gate {gate}")  # fmt: skip
         bottom.axhline(BUDGET_MS, color="red", ls=":", lw=1, label=f"budget {BUDGET_MS:.0f} ms")
         bottom.set_yscale("log")
+        bottom.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         bottom.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        bottom.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        bottom.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         top.set_title(f"K = {k} active stream{'s' * (k > 1)}, the rest still")
         bottom.set_xlabel("streams (640x360, 30 fps)")
         bottom.set_xticks(sorted({r["streams"] for r in rows if r["active"] == k}))
