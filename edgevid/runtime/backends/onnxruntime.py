@@ -121,6 +121,11 @@ class OnnxRuntimeBackend(Backend):
         # cores the capture thread decodes on (the overhead share it gives:
         # benchmarks/results/bench_runtime*.json, overhead_ratio).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Exact INT8 matmuls on x86 CPUs without VNNI (AVX2, AVX-512 before VNNI): ORT's
+        # default U8S8 kernels there add products in 16 bits and can saturate, which moved
+        # INT8 graphs' logits off their FP32 ones on such a CPU; this takes the U8U8 kernels
+        # (slower there; no effect on CPUs with VNNI or AMX, nor off x86).
+        so.add_session_config_entry("session.x64quantprecision", "1")
         if threads:
             so.intra_op_num_threads = threads
         providers = select_providers(device, self.path, _peek_meta(self.path))
