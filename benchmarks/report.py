@@ -106,8 +106,18 @@ def demo_document(results_json: Path) -> dict[str, Any]:
         "seconds": demo["seconds"],
         "versions": versions,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor(),
-                    "platform": platform.platform(), "load_average_at_end": os.getloadavg()},
+                    "platform": platform.platform(), "load_average_at_end": os.getloadavg(),
+                    # the training's float sums follow PyTorch's CPU kernels (AVX2, AVX512...)
+                    "cpu_capability": _cpu_capability()},
     }  # fmt: skip
+
+
+def _cpu_capability() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def demo_table(doc: dict[str, Any] | None = None) -> str:
